@@ -1,0 +1,135 @@
+// Package decoy is the model that never answers: it reads every input the
+// real models read and writes it, unchanged, to the objective's decoy log,
+// in the same Kafka transaction as its consumer offsets. A read_committed
+// reader of the decoy log therefore sees every input exactly once, whatever
+// crashes or rebalances happen.
+package decoy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/rendezvous-ml/rendezvous/pipeline/config"
+	"github.com/rendezvous-ml/rendezvous/pipeline/serde"
+	"github.com/rendezvous-ml/rendezvous/pipeline/stage"
+	"github.com/rendezvous-ml/rendezvous/schemas"
+)
+
+// Config is the decoy's configuration.
+type Config struct {
+	Common config.Common
+	// Group is the consumer group; empty means rdv.<objective>.decoy.
+	Group string
+	// Instance names the transactional id; empty picks a unique one.
+	Instance string
+}
+
+// Defaults returns the decoy defaults.
+func Defaults() Config { return Config{Common: config.Defaults()} }
+
+// Validate names the bad field.
+func (c Config) Validate() error { return c.Common.Validate() }
+
+// Run runs the decoy until ctx ends.
+func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("decoy config: %w", err)
+	}
+	env, err := stage.NewEnv("decoy", cfg.Common)
+	if err != nil {
+		return err
+	}
+	if cfg.Group == "" {
+		cfg.Group = "rdv." + cfg.Common.Objective + ".decoy"
+	}
+	if cfg.Instance == "" {
+		cfg.Instance = fmt.Sprint(time.Now().UnixNano())
+	}
+	return env.Run(ctx, func(ctx context.Context) error {
+		// The decoy log carries the inputs' bytes as they are, so its subject
+		// holds the input schema: the same text gets the same id.
+		if _, err := env.Encoder(ctx, env.Topics.Decoy, schemas.Input); err != nil {
+			return err
+		}
+		base, err := env.Cfg.Kafka.ClientOpts()
+		if err != nil {
+			return err
+		}
+		opts := append(base,
+			kgo.ClientID("rdv-decoy"),
+			kgo.TransactionalID(fmt.Sprintf("rdv.%s.decoy.%s", cfg.Common.Objective, cfg.Instance)),
+			kgo.TransactionTimeout(30*time.Second),
+			kgo.ConsumerGroup(cfg.Group),
+			kgo.ConsumeTopics(env.Topics.Inputs),
+			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+			kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+			kgo.ProducerLinger(5*time.Millisecond),
+		)
+		opts = append(opts, stage.GroupReadiness(env.Health, env.Log)...)
+		sess, err := kgo.NewGroupTransactSession(opts...)
+		if err != nil {
+			return fmt.Errorf("transactional session: %w", err)
+		}
+		defer sess.Close()
+		env.WatchLag(ctx, sess.Client(), cfg.Group)
+		return loop(ctx, env, sess)
+	})
+}
+
+// Copy returns the decoy-log record for an input record, or the dead-letter
+// record when the input cannot be decoded.
+func Copy(ctx context.Context, env *stage.Env, reader *serde.Schema, r *kgo.Record) *kgo.Record {
+	if _, err := env.Serde.Decode(ctx, r.Value, reader); err != nil {
+		env.Metrics.Errors.WithLabelValues("decode").Inc()
+		env.Metrics.Records.WithLabelValues(r.Topic, "dead_letter").Inc()
+		env.Log.Warn("dead-lettered", "partition", r.Partition, "offset", r.Offset, "err", err)
+		return stage.DeadLetterRecord(env.Topics.DLQ, env.Name, r, err)
+	}
+	env.Metrics.Records.WithLabelValues(r.Topic, "ok").Inc()
+	return &kgo.Record{Topic: env.Topics.Decoy, Key: r.Key, Value: r.Value, Headers: r.Headers, Timestamp: r.Timestamp}
+}
+
+func loop(ctx context.Context, env *stage.Env, sess *kgo.GroupTransactSession) error {
+	reader := env.Reader(schemas.Input)
+	for {
+		fs := sess.PollFetches(ctx)
+		if fs.IsClientClosed() || ctx.Err() != nil {
+			return nil
+		}
+		fs.EachError(func(t string, p int32, err error) {
+			if !errors.Is(err, context.Canceled) {
+				env.Metrics.Errors.WithLabelValues("fetch").Inc()
+				env.Log.Error("fetch", "topic", t, "partition", p, "err", err)
+			}
+		})
+		if fs.NumRecords() == 0 {
+			continue
+		}
+		if err := sess.Begin(); err != nil {
+			return fmt.Errorf("begin transaction: %w", err)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			sess.Produce(ctx, Copy(ctx, env, reader, r), func(r *kgo.Record, err error) {
+				if err == nil {
+					env.Metrics.Produced.WithLabelValues(r.Topic).Inc()
+				}
+			})
+		})
+		// End with a context of its own: a transaction half-ended by a
+		// signal would only abort, and the next owner redo it.
+		ectx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		committed, err := sess.End(ectx, kgo.TryCommit)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("end transaction: %w", err)
+		}
+		if !committed {
+			env.Metrics.Errors.WithLabelValues("txn_aborted").Inc()
+			env.Log.Warn("transaction aborted (rebalance); the batch will be read again")
+		}
+	}
+}

@@ -1,0 +1,313 @@
+package rendezvous
+
+import (
+	"container/heap"
+	"context"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/rendezvous-ml/rendezvous/pipeline/serde"
+	"github.com/rendezvous-ml/rendezvous/pipeline/stage"
+	"github.com/rendezvous-ml/rendezvous/stages/rendezvous/policy"
+)
+
+func (s *stageState) handle(ctx context.Context, r *kgo.Record, now time.Time) {
+	if _, owned := s.parts[r.Partition]; !owned {
+		return // buffered before a revocation
+	}
+	defer s.advance(r)
+	switch r.Topic {
+	case s.env.Topics.Requests:
+		rec, err := s.env.Serde.Decode(ctx, r.Value, s.reqRd)
+		if err != nil {
+			s.deadLetter(ctx, r, err)
+			return
+		}
+		s.onRequest(ctx, r, rec, now)
+	case s.env.Topics.Scores:
+		rec, err := s.env.Serde.Decode(ctx, r.Value, s.scoreRd)
+		if err != nil {
+			s.deadLetter(ctx, r, err)
+			return
+		}
+		s.onScore(ctx, r, rec, now)
+	}
+}
+
+func (s *stageState) deadLetter(ctx context.Context, r *kgo.Record, err error) {
+	s.env.Metrics.Errors.WithLabelValues("decode").Inc()
+	s.env.Metrics.Records.WithLabelValues(r.Topic, "dead_letter").Inc()
+	s.env.Log.Warn("dead-lettered", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
+	s.hot.Produce(ctx, stage.DeadLetterRecord(s.env.Topics.DLQ, s.env.Name, r, err), nil)
+}
+
+func (s *stageState) onRequest(ctx context.Context, r *kgo.Record, rec map[string]any, now time.Time) {
+	s.env.Metrics.Records.WithLabelValues(r.Topic, "ok").Inc()
+	id := serde.Str(rec, "request_id")
+	if s.parts[r.Partition].decided[id] {
+		s.m.skipped.Inc() // replayed, and its decision is already logged
+		return
+	}
+	b, ok := s.boxes[id]
+	if ok && b.Req != nil {
+		return // the same request twice (a producer retry)
+	}
+	if !ok {
+		if len(s.boxes) >= s.cfg.MaxOpen {
+			s.shed(ctx, r, id, rec, now)
+			return
+		}
+		b = newMailbox(id, r.Partition)
+		s.boxes[id] = b
+		s.m.open.Set(float64(len(s.boxes)))
+	}
+	b.OrphanAt = 0
+	b.Req = &request{
+		Offset:         r.Offset,
+		Key:            serde.Str(rec, "key"),
+		ReceivedUS:     serde.Long(rec, "received_us"),
+		DeadlineUS:     serde.Long(rec, "deadline_us"),
+		ReplyTopic:     serde.Str(rec, "reply_topic"),
+		ReplyPartition: serde.Int(rec, "reply_partition"),
+		Features:       serde.Doubles(rec, "features"),
+	}
+	s.evaluate(ctx, b, now)
+}
+
+func (s *stageState) onScore(ctx context.Context, r *kgo.Record, rec map[string]any, now time.Time) {
+	s.env.Metrics.Records.WithLabelValues(r.Topic, "ok").Inc()
+	id := serde.Str(rec, "request_id")
+	model := serde.Str(rec, "model")
+	if s.parts[r.Partition].decided[id] {
+		s.m.scores.WithLabelValues(model, "after_close").Inc()
+		return
+	}
+	b, ok := s.boxes[id]
+	if !ok {
+		// The request is on another topic: its record may come later.
+		b = newMailbox(id, r.Partition)
+		b.OrphanAt = now.UnixMicro()
+		s.boxes[id] = b
+		s.m.open.Set(float64(len(s.boxes)))
+		s.wake.schedule(b, now.Add(s.cfg.OrphanTTL))
+		s.m.scores.WithLabelValues(model, "orphan").Inc()
+	}
+	if b.minScore < 0 || r.Offset < b.minScore {
+		b.minScore = r.Offset
+	}
+	if prev, dup := b.Scores[model]; dup {
+		prev.Duplicates++
+		s.m.scores.WithLabelValues(model, "duplicate").Inc()
+		return
+	}
+	result, hasResult := serde.OptStr(rec, "result")
+	_, failed := serde.OptStr(rec, "error")
+	sc := &seen{
+		Score: policy.Score{
+			Model:         model,
+			Version:       serde.Str(rec, "version"),
+			Role:          serde.Str(rec, "role"),
+			Result:        result,
+			Probabilities: serde.Doubles(rec, "probabilities"),
+			Failed:        failed || !hasResult,
+		},
+		ComputeUS: serde.Long(rec, "compute_us"),
+		ArrivedUS: now.UnixMicro(),
+		Late:      b.Decided,
+	}
+	b.Scores[model] = sc
+	b.Arrival = append(b.Arrival, model)
+	switch {
+	case sc.Failed:
+		s.m.scores.WithLabelValues(model, "failed").Inc()
+	case b.Decided:
+		s.m.scores.WithLabelValues(model, "late").Inc()
+	default:
+		s.m.scores.WithLabelValues(model, "in_time").Inc()
+	}
+	if b.Req != nil {
+		s.evaluate(ctx, b, now)
+	}
+}
+
+// evaluate decides and closes b as far as it can now, and schedules its
+// next look otherwise.
+func (s *stageState) evaluate(ctx context.Context, b *mailbox, now time.Time) {
+	if b.Req == nil {
+		return
+	}
+	received := time.UnixMicro(b.Req.ReceivedUS)
+	deadline := time.UnixMicro(b.Req.DeadlineUS)
+	if !b.Decided {
+		pol := policy.Priority{Order: s.order, SLA: deadline.Sub(received)}
+		elapsed := now.Sub(received)
+		if !s.caughtUp(b.Partition) && elapsed >= pol.SLA {
+			// Catching up after a rebalance: the scores may be next in the
+			// partition. Decide once what was there is read.
+			s.wake.schedule(b, now.Add(10*time.Millisecond))
+			return
+		}
+		o := pol.Decide(elapsed, b.policyScores())
+		if !o.Decided {
+			s.wake.schedule(b, received.Add(o.WakeAt))
+			return
+		}
+		s.answer(ctx, b, o, now)
+	}
+	if s.complete(b) || !now.Before(deadline.Add(s.cfg.Grace)) {
+		s.closeBox(ctx, b, now)
+		return
+	}
+	s.wake.schedule(b, deadline.Add(s.cfg.Grace))
+}
+
+// complete reports whether every expected model has reported.
+func (s *stageState) complete(b *mailbox) bool {
+	for name := range s.all {
+		if _, ok := b.Scores[name]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *stageState) fire(ctx context.Context, now time.Time) {
+	for len(s.wake) > 0 && !s.wake[0].at.After(now) {
+		w := heap.Pop(&s.wake).(wakeup)
+		b, ok := s.boxes[w.id]
+		if !ok || !b.wake.Equal(w.at) {
+			continue
+		}
+		b.wake = time.Time{}
+		if b.Req == nil {
+			// Its request never came: a score for a request this stage
+			// never saw (a replay, or a request lost upstream).
+			delete(s.boxes, b.ID)
+			s.m.open.Set(float64(len(s.boxes)))
+			continue
+		}
+		s.evaluate(ctx, b, now)
+	}
+}
+
+func (s *stageState) answer(ctx context.Context, b *mailbox, o policy.Outcome, now time.Time) {
+	b.Decided = true
+	b.Reason = o.Reason
+	b.DecidedUS = now.UnixMicro()
+	res := map[string]any{
+		"request_id":    b.ID,
+		"objective":     s.cfg.Common.Objective,
+		"reason":        o.Reason,
+		"policy":        policyName,
+		"model":         "default",
+		"version":       "",
+		"result":        serde.Opt(s.cfg.DefaultResult),
+		"probabilities": map[string]any{},
+		"received_us":   b.Req.ReceivedUS,
+		"decided_us":    b.DecidedUS,
+	}
+	if o.Winner != nil {
+		b.Winner = o.Winner.Model
+		res["model"] = o.Winner.Model
+		res["version"] = o.Winner.Version
+		res["result"] = serde.Opt(o.Winner.Result)
+		res["probabilities"] = serde.DoubleMap(o.Winner.Probabilities)
+	}
+	s.m.decisions.WithLabelValues(o.Reason, res["model"].(string)).Inc()
+	s.m.toDecide.Observe(now.Sub(time.UnixMicro(b.Req.ReceivedUS)).Seconds())
+	s.reply(ctx, b, res)
+}
+
+func (s *stageState) reply(ctx context.Context, b *mailbox, res map[string]any) {
+	value, err := s.resultE.Encode(make([]byte, 0, 128), res)
+	if err != nil {
+		s.env.Log.Error("encode result", "request_id", b.ID, "err", err)
+		return
+	}
+	s.hot.Produce(ctx, &kgo.Record{
+		Topic: b.Req.ReplyTopic, Partition: b.Req.ReplyPartition, Key: []byte(b.ID), Value: value,
+	}, func(r *kgo.Record, err error) {
+		if err != nil {
+			s.env.Metrics.Errors.WithLabelValues("reply").Inc()
+			s.env.Log.Error("reply", "request_id", b.ID, "err", err)
+		}
+	})
+}
+
+// shed answers at once with the default, when too many mailboxes are open.
+func (s *stageState) shed(ctx context.Context, r *kgo.Record, id string, rec map[string]any, now time.Time) {
+	b := newMailbox(id, r.Partition)
+	b.Req = &request{Offset: r.Offset, Key: serde.Str(rec, "key"), ReceivedUS: serde.Long(rec, "received_us"),
+		DeadlineUS: serde.Long(rec, "deadline_us"), ReplyTopic: serde.Str(rec, "reply_topic"),
+		ReplyPartition: serde.Int(rec, "reply_partition"), Features: serde.Doubles(rec, "features")}
+	s.answer(ctx, b, policy.Outcome{Decided: true, Reason: ReasonShed}, now)
+	s.closeBox(ctx, b, now)
+}
+
+func (s *stageState) closeBox(ctx context.Context, b *mailbox, now time.Time) {
+	delete(s.boxes, b.ID)
+	s.m.open.Set(float64(len(s.boxes)))
+	value, err := s.decideE.Encode(make([]byte, 0, 512), s.decision(b, now))
+	if err != nil {
+		s.env.Log.Error("encode decision", "request_id", b.ID, "err", err)
+		return
+	}
+	s.next = append(s.next, &kgo.Record{Topic: s.env.Topics.Decisions, Key: []byte(b.ID), Value: value})
+	s.nextClose = append(s.nextClose, pending{partition: b.Partition, reqOffset: b.Req.Offset, minScore: b.minScore})
+	if ps, ok := s.parts[b.Partition]; ok {
+		ps.unconfirmed++
+	}
+}
+
+func (s *stageState) decision(b *mailbox, now time.Time) map[string]any {
+	scores := make([]any, 0, len(b.Arrival))
+	for _, name := range b.Arrival {
+		sc := b.Scores[name]
+		var errV any
+		if sc.Failed {
+			errV = serde.Opt("model error")
+		}
+		scores = append(scores, map[string]any{
+			"model":      sc.Model,
+			"version":    sc.Version,
+			"role":       sc.Role,
+			"result":     serde.Opt(sc.Result),
+			"error":      errV,
+			"compute_us": sc.ComputeUS,
+			"arrived_us": sc.ArrivedUS - b.Req.ReceivedUS,
+			"late":       sc.Late,
+			"duplicates": sc.Duplicates,
+		})
+	}
+	var missing []any
+	for _, m := range s.cfg.Models {
+		if _, ok := b.Scores[m.Name]; !ok {
+			missing = append(missing, m.Name)
+		}
+	}
+	if missing == nil {
+		missing = []any{}
+	}
+	model, version, result := "default", "", s.cfg.DefaultResult
+	if w, ok := b.Scores[b.Winner]; ok && b.Winner != "" {
+		model, version, result = w.Model, w.Version, w.Result
+	}
+	return map[string]any{
+		"request_id":  b.ID,
+		"objective":   s.cfg.Common.Objective,
+		"key":         b.Req.Key,
+		"received_us": b.Req.ReceivedUS,
+		"deadline_us": b.Req.DeadlineUS,
+		"decided_us":  b.DecidedUS,
+		"closed_us":   now.UnixMicro(),
+		"reason":      b.Reason,
+		"policy":      policyName,
+		"model":       model,
+		"version":     version,
+		"result":      serde.Opt(result),
+		"features":    serde.DoubleMap(b.Req.Features),
+		"scores":      scores,
+		"missing":     missing,
+	}
+}

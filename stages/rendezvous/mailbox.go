@@ -1,0 +1,95 @@
+package rendezvous
+
+import (
+	"container/heap"
+	"time"
+
+	"github.com/rendezvous-ml/rendezvous/stages/rendezvous/policy"
+)
+
+// request is what a mailbox keeps of its request.
+type request struct {
+	Offset         int64              `json:"offset"`
+	Key            string             `json:"key"`
+	ReceivedUS     int64              `json:"received_us"`
+	DeadlineUS     int64              `json:"deadline_us"`
+	ReplyTopic     string             `json:"reply_topic"`
+	ReplyPartition int32              `json:"reply_partition"`
+	Features       map[string]float64 `json:"features"`
+}
+
+// seen is one model's score as the mailbox recorded it.
+type seen struct {
+	policy.Score
+	ComputeUS  int64 `json:"compute_us"`
+	ArrivedUS  int64 `json:"arrived_us"` // absolute
+	Late       bool  `json:"late"`
+	Duplicates int32 `json:"duplicates"`
+}
+
+// mailbox holds one request's race.
+type mailbox struct {
+	ID        string           `json:"id"`
+	Partition int32            `json:"partition"`
+	Req       *request         `json:"req,omitempty"` // nil while only scores have arrived
+	Scores    map[string]*seen `json:"scores"`
+	Arrival   []string         `json:"arrival"` // model names in arrival order
+	Decided   bool             `json:"decided"`
+	Reason    string           `json:"reason,omitempty"`
+	Winner    string           `json:"winner,omitempty"`
+	DecidedUS int64            `json:"decided_us,omitempty"`
+	OrphanAt  int64            `json:"orphan_at,omitempty"` // first score's arrival, for orphans
+
+	// minScore is the offset of the earliest score in the mailbox, -1 for
+	// none: the scores partition may not be committed past it while open.
+	minScore int64
+	wake     time.Time
+}
+
+func newMailbox(id string, p int32) *mailbox {
+	return &mailbox{ID: id, Partition: p, Scores: map[string]*seen{}, minScore: -1}
+}
+
+func (m *mailbox) policyScores() map[string]*policy.Score {
+	out := make(map[string]*policy.Score, len(m.Scores))
+	for k, s := range m.Scores {
+		out[k] = &s.Score
+	}
+	return out
+}
+
+// wakeups orders mailboxes by their next wake-up time. Entries are not
+// removed when a mailbox's time changes; a stale entry is skipped when its
+// time no longer matches the mailbox's.
+type wakeups []wakeup
+
+type wakeup struct {
+	at time.Time
+	id string
+}
+
+func (w wakeups) Len() int           { return len(w) }
+func (w wakeups) Less(i, j int) bool { return w[i].at.Before(w[j].at) }
+func (w wakeups) Swap(i, j int)      { w[i], w[j] = w[j], w[i] }
+func (w *wakeups) Push(x any)        { *w = append(*w, x.(wakeup)) }
+func (w *wakeups) Pop() any {
+	old := *w
+	x := old[len(old)-1]
+	*w = old[:len(old)-1]
+	return x
+}
+
+func (w *wakeups) schedule(m *mailbox, at time.Time) {
+	if m.wake.Equal(at) {
+		return
+	}
+	m.wake = at
+	heap.Push(w, wakeup{at: at, id: m.ID})
+}
+
+func (w wakeups) next() (time.Time, bool) {
+	if len(w) == 0 {
+		return time.Time{}, false
+	}
+	return w[0].at, true
+}

@@ -1,0 +1,310 @@
+// Package rendezvous is the stage that races the models. It reads requests
+// and scores co-partitioned by request id, so the instance that owns
+// partition p of both topics owns those requests' mailboxes outright. It
+// answers each request as soon as its policy can decide, on the request's
+// return address, and logs one decision per request, with every score it
+// saw, exactly once.
+//
+// Exactly once, without slowing the answers: decisions are committed in
+// Kafka transactions by a writer of their own, and the consumer's offsets
+// are committed only up to the oldest request whose decision is not yet
+// committed. After a crash or rebalance the new owner reads again from
+// there, and skips the requests whose decisions it finds already in the
+// decisions log.
+package rendezvous
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/rendezvous-ml/rendezvous/pipeline/serde"
+	"github.com/rendezvous-ml/rendezvous/pipeline/stage"
+	"github.com/rendezvous-ml/rendezvous/schemas"
+	"github.com/rendezvous-ml/rendezvous/stages/rendezvous/policy"
+)
+
+// ReasonShed is the reason of an answer given at once because too many
+// mailboxes were open.
+const ReasonShed = "shed"
+
+const policyName = "priority"
+
+type metrics struct {
+	decisions *prometheus.CounterVec
+	scores    *prometheus.CounterVec
+	open      prometheus.Gauge
+	toDecide  prometheus.Histogram
+	txns      *prometheus.CounterVec
+	commit    prometheus.Histogram
+	skipped   prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rdv_rendezvous_decisions_total", Help: "Answers, by reason and winning model.",
+		}, []string{"reason", "model"}),
+		scores: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rdv_rendezvous_scores_total", Help: "Scores seen, by model and fate (in_time, late, failed, duplicate, orphan, after_close).",
+		}, []string{"model", "fate"}),
+		open: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "rdv_rendezvous_open_mailboxes", Help: "Mailboxes open on this instance.",
+		}),
+		toDecide: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "rdv_rendezvous_time_to_decision_seconds", Help: "From the request's receipt at the frontend to the answer.", Buckets: stage.LatencyBuckets,
+		}),
+		txns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rdv_rendezvous_transactions_total", Help: "Decision transactions, by outcome (committed, failed).",
+		}, []string{"outcome"}),
+		commit: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "rdv_rendezvous_commit_seconds", Help: "Time to commit one transaction of decisions.", Buckets: stage.LatencyBuckets,
+		}),
+		skipped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rdv_rendezvous_replayed_decided_total", Help: "Replayed requests skipped because their decision was already logged.",
+		}),
+	}
+	reg.MustRegister(m.decisions, m.scores, m.open, m.toDecide, m.txns, m.commit, m.skipped)
+	return m
+}
+
+// Run runs the rendezvous stage until ctx ends.
+func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("rendezvous config: %w", err)
+	}
+	env, err := stage.NewEnv("rendezvous", cfg.Common)
+	if err != nil {
+		return err
+	}
+	if cfg.Group == "" {
+		cfg.Group = "rdv." + cfg.Common.Objective + ".rendezvous"
+	}
+	if cfg.Instance == "" {
+		cfg.Instance = fmt.Sprint(time.Now().UnixNano())
+	}
+	return env.Run(ctx, func(ctx context.Context) error {
+		s, err := newStage(ctx, cfg, env)
+		if err != nil {
+			return err
+		}
+		defer s.close()
+		return s.loop(ctx)
+	})
+}
+
+// pending is a closed mailbox whose decision is not committed yet.
+type pending struct {
+	partition           int32
+	reqOffset, minScore int64
+}
+
+type stageState struct {
+	cfg   Config
+	env   *stage.Env
+	m     *metrics
+	order []policy.Model
+	all   map[string]ModelSpec
+
+	cons    *kgo.Client // requests and scores, in the group
+	hot     *kgo.Client // results: the latency-bound hop
+	w       *writer
+	resultE *serde.Encoder
+	decideE *serde.Encoder
+	reqRd   *serde.Schema
+	scoreRd *serde.Schema
+
+	assigned chan map[string][]int32
+	revoked  chan revocation
+
+	boxes map[string]*mailbox
+	wake  wakeups
+	parts map[int32]*partState
+
+	next      []*kgo.Record // decisions not yet handed to the writer
+	nextClose []pending
+	inFlight  *batch
+	flightSet []pending
+	seq       uint64
+}
+
+// partState is what the stage knows of one owned partition.
+type partState struct {
+	// consumed is the next offset to read, per topic.
+	reqNext, scoreNext int64
+	// catchUp holds the end offsets at assignment until they are read;
+	// until then a passed deadline is not acted on, since the scores for it
+	// may be next in the partition.
+	catchReq, catchScore int64
+	// decided holds the request ids already in the decisions log, read at
+	// assignment, so that replayed requests are not decided twice.
+	decided map[string]bool
+	// unconfirmed are closed mailboxes whose decisions are not committed.
+	unconfirmed int
+}
+
+type revocation struct {
+	parts map[string][]int32
+	lost  bool
+	ack   chan struct{}
+}
+
+func newStage(ctx context.Context, cfg Config, env *stage.Env) (*stageState, error) {
+	s := &stageState{
+		cfg:      cfg,
+		env:      env,
+		m:        newMetrics(env.Reg),
+		order:    cfg.order(),
+		all:      map[string]ModelSpec{},
+		reqRd:    env.Reader(schemas.Request),
+		scoreRd:  env.Reader(schemas.Score),
+		assigned: make(chan map[string][]int32, 16),
+		revoked:  make(chan revocation),
+		boxes:    map[string]*mailbox{},
+		parts:    map[int32]*partState{},
+	}
+	for _, m := range cfg.Models {
+		s.all[m.Name] = m
+	}
+	var err error
+	if s.resultE, err = env.Encoder(ctx, env.Topics.Results, schemas.Result); err != nil {
+		return nil, err
+	}
+	if s.decideE, err = env.Encoder(ctx, env.Topics.Decisions, schemas.Decision); err != nil {
+		return nil, err
+	}
+	if s.hot, err = env.Client(append(stage.HotPathOpts(), kgo.RecordPartitioner(kgo.ManualPartitioner()))...); err != nil {
+		return nil, err
+	}
+	txc, err := env.Client(
+		kgo.TransactionalID(fmt.Sprintf("rdv.%s.rendezvous.%s", cfg.Common.Objective, cfg.Instance)),
+		kgo.TransactionTimeout(30*time.Second),
+		kgo.ProducerLinger(0),
+	)
+	if err != nil {
+		s.hot.Close()
+		return nil, err
+	}
+	s.w = newWriter(txc, env.Log, s.m.commit)
+	revoke := func(r map[string][]int32, lost bool) {
+		ack := make(chan struct{})
+		select {
+		case s.revoked <- revocation{parts: r, lost: lost, ack: ack}:
+			<-ack
+		case <-ctx.Done():
+		}
+	}
+	opts := append(stage.HotPathOpts(),
+		kgo.ConsumerGroup(cfg.Group),
+		kgo.ConsumeTopics(env.Topics.Requests, env.Topics.Scores),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.DisableAutoCommit(),
+		// Range assignment gives partition p of both topics to one member,
+		// since both topics have the same partition count.
+		kgo.Balancers(kgo.RangeBalancer()),
+		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, a map[string][]int32) {
+			env.Log.Info("partitions assigned", "partitions", a)
+			s.assigned <- a
+			env.Health.SetReady()
+		}),
+		// Revocation waits for the loop to commit what it decided for those
+		// partitions, so the next owner starts exactly where this one ended.
+		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, r map[string][]int32) {
+			env.Log.Info("partitions revoked", "partitions", r)
+			revoke(r, false)
+		}),
+		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, r map[string][]int32) {
+			env.Log.Warn("partitions lost", "partitions", r)
+			revoke(r, true)
+		}),
+	)
+	if s.cons, err = env.Client(opts...); err != nil {
+		s.hot.Close()
+		txc.Close()
+		return nil, err
+	}
+	env.WatchLag(ctx, s.cons, cfg.Group)
+	env.Log.Info("rendezvous configured", "models", cfg.Models, "grace", cfg.Grace, "default", cfg.DefaultResult)
+	return s, nil
+}
+
+func (s *stageState) close() {
+	s.cons.Close()
+	s.hot.Close()
+	s.w.cl.Close()
+}
+
+// warmUp runs one aborted transaction on the decisions topic: a client's
+// first write to a topic waits for metadata and for the transaction
+// coordinator, and the first requests should not pay for it.
+func (s *stageState) warmUp(ctx context.Context) error {
+	err := s.w.once(ctx, &batch{records: []*kgo.Record{{Topic: s.env.Topics.Decisions, Key: []byte("rdv.warm-up")}}})
+	if err != nil {
+		return fmt.Errorf("warm up the decision writer: %w", err)
+	}
+	return nil
+}
+
+func (s *stageState) loop(ctx context.Context) error {
+	if err := s.warmUp(ctx); err != nil {
+		return err
+	}
+	wctx, stopWriter := context.WithCancel(context.Background())
+	defer stopWriter()
+	go s.w.run(wctx)
+	nextCommit := time.Now().Add(s.cfg.CommitInterval)
+	for {
+		s.handleRebalances(ctx)
+		now := time.Now()
+		s.fire(ctx, now)
+		if !now.Before(nextCommit) {
+			s.handOff()
+			nextCommit = now.Add(s.cfg.CommitInterval)
+		}
+		if ctx.Err() != nil {
+			return s.shutdown()
+		}
+		until := nextCommit
+		if at, ok := s.wake.next(); ok && at.Before(until) {
+			until = at
+		}
+		pctx, cancel := context.WithDeadline(ctx, until)
+		fs := s.cons.PollFetches(pctx)
+		cancel()
+		if fs.IsClientClosed() {
+			return nil
+		}
+		fs.EachError(func(t string, p int32, err error) {
+			if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+				s.env.Metrics.Errors.WithLabelValues("fetch").Inc()
+				s.env.Log.Error("fetch", "topic", t, "partition", p, "err", err)
+			}
+		})
+		s.handleRebalances(ctx)
+		now = time.Now()
+		fs.EachRecord(func(r *kgo.Record) { s.handle(ctx, r, now) })
+		s.collect(ctx, false)
+	}
+}
+
+// shutdown commits every decision made and the offsets they allow.
+func (s *stageState) shutdown() error {
+	cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s.drain(cctx)
+	return s.commitOffsets(cctx, true)
+}
+
+// drain hands off what is decided and waits until it is committed.
+func (s *stageState) drain(ctx context.Context) {
+	for s.inFlight != nil || len(s.next) > 0 {
+		s.handOff()
+		if !s.collect(ctx, true) {
+			return
+		}
+	}
+}
