@@ -61,6 +61,9 @@ type Config struct {
 	DefaultResult string
 	// ESURL, when set, runs the Elasticsearch connector against it.
 	ESURL string
+	// RestartDelay is the first wait before a stage that died is started
+	// again; it doubles up to 10s while the stage keeps dying.
+	RestartDelay time.Duration
 	// Ready is called once every stage is ready, with the table printed.
 	Ready func()
 	Out   io.Writer
@@ -78,6 +81,7 @@ func Defaults() Config {
 		Partitions:    4,
 		SLA:           100 * time.Millisecond,
 		DefaultResult: "unknown",
+		RestartDelay:  250 * time.Millisecond,
 		Models: []Model{
 			{Name: "dt", Role: "champion", File: "models/iris/dt.json", Budget: 50 * time.Millisecond},
 			{Name: "canary", Role: "canary", File: "models/iris/canary.json"},
@@ -180,7 +184,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	defer stopSup()
 	for _, p := range procs {
 		p.done = make(chan struct{})
-		go p.supervise(supCtx, cfg.Dir, log)
+		go p.supervise(supCtx, cfg.Dir, cfg.RestartDelay, log)
 	}
 	defer func() {
 		stopSup()

@@ -41,11 +41,11 @@ func (p *Proc) Pid() int {
 func (p *Proc) Restarts() int { p.mu.Lock(); defer p.mu.Unlock(); return p.restarts }
 
 // supervise keeps p running until ctx ends: a process that exits is started
-// again after a backoff that grows from 250ms to 10s, and resets once a
+// again after a backoff that grows from first to 10s, and resets once a
 // process has stayed up for 30s.
-func (p *Proc) supervise(ctx context.Context, dir string, log *slog.Logger) {
+func (p *Proc) supervise(ctx context.Context, dir string, first time.Duration, log *slog.Logger) {
 	defer close(p.done)
-	backoff := 250 * time.Millisecond
+	backoff := first
 	for {
 		started := time.Now()
 		err := p.runOnce(ctx, dir)
@@ -53,7 +53,7 @@ func (p *Proc) supervise(ctx context.Context, dir string, log *slog.Logger) {
 			return
 		}
 		if time.Since(started) > 30*time.Second {
-			backoff = 250 * time.Millisecond
+			backoff = first
 		}
 		log.Warn("stage exited; restarting", "stage", p.Name, "err", err, "in", backoff, "log", filepath.Join(dir, "log", p.Name+".log"))
 		select {
@@ -61,7 +61,7 @@ func (p *Proc) supervise(ctx context.Context, dir string, log *slog.Logger) {
 			return
 		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 10*time.Second)
+		backoff = max(backoff, min(2*backoff, 10*time.Second))
 		p.mu.Lock()
 		p.restarts++
 		p.mu.Unlock()

@@ -240,11 +240,19 @@ func (s *stageState) close() {
 
 // warmUp runs one aborted transaction on the decisions topic: a client's
 // first write to a topic waits for metadata and for the transaction
-// coordinator, and the first requests should not pay for it.
+// coordinator, and the first requests should not pay for it. Aborted
+// records are invisible to read_committed readers.
 func (s *stageState) warmUp(ctx context.Context) error {
-	err := s.w.once(ctx, &batch{records: []*kgo.Record{{Topic: s.env.Topics.Decisions, Key: []byte("rdv.warm-up")}}})
-	if err != nil {
-		return fmt.Errorf("warm up the decision writer: %w", err)
+	cl := s.w.cl
+	if err := cl.BeginTransaction(); err != nil {
+		return fmt.Errorf("warm-up: begin: %w", err)
+	}
+	res := cl.ProduceSync(ctx, &kgo.Record{Topic: s.env.Topics.Decisions, Key: []byte("rdv.warm-up")})
+	if err := cl.EndTransaction(ctx, kgo.TryAbort); err != nil {
+		return fmt.Errorf("warm-up: abort: %w", err)
+	}
+	if err := res.FirstErr(); err != nil {
+		return fmt.Errorf("warm-up: produce: %w", err)
 	}
 	return nil
 }

@@ -1,0 +1,424 @@
+// Package stack starts the real pipeline for end-to-end tests: the stage
+// binaries built from this checkout, run by `rdv dev` as separate
+// processes, against the embedded broker and registry, or against real
+// infrastructure named by RDV_TEST_KAFKA_BROKERS and RDV_TEST_REGISTRY_URL.
+package stack
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/rendezvous-ml/rendezvous/pipeline/topics"
+)
+
+// Environment variables that point the suites at real infrastructure.
+const (
+	EnvBrokers  = "RDV_TEST_KAFKA_BROKERS"
+	EnvRegistry = "RDV_TEST_REGISTRY_URL"
+)
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// Root is the repository root (the directory holding go.mod).
+func Root() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("go.mod not found above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// Binaries builds every command of the checkout once per test binary and
+// returns their directory.
+func Binaries(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		root, err := Root()
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binDir, err = os.MkdirTemp("", "rdv-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", binDir+string(filepath.Separator), "./cmd/...")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build ./cmd/...: %w\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binDir
+}
+
+// Options tune a stack.
+type Options struct {
+	SLA          time.Duration
+	Partitions   int
+	RestartDelay time.Duration
+	Extra        []string // more rdv dev flags
+}
+
+// Stack is a running pipeline.
+type Stack struct {
+	t            testing.TB
+	Dir          string
+	Brokers      []string
+	RegistryURL  string
+	FrontendURL  string
+	HTTPPortBase int
+	Objective    string
+	Real         bool // running on real Kafka
+	cmd          *exec.Cmd
+	exited       chan struct{}
+	out          *bytes.Buffer
+	outMu        *sync.Mutex
+}
+
+// freePorts finds n consecutive free loopback ports.
+func freePorts(n int) (int, error) {
+	for attempt := 0; attempt < 50; attempt++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		base := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		if base+n > 65000 {
+			continue
+		}
+		ok := true
+		for i := 0; i < n && ok; i++ {
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+i))
+			if err != nil {
+				ok = false
+				break
+			}
+			l.Close()
+		}
+		if ok {
+			return base, nil
+		}
+	}
+	return 0, errors.New("no run of free ports found")
+}
+
+// Start runs `rdv dev` and waits until every stage is ready. It is stopped
+// when the test ends, and its stage logs are printed if the test failed.
+func Start(t testing.TB, o Options) *Stack {
+	t.Helper()
+	bin := Binaries(t)
+	root, err := Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.SLA == 0 {
+		o.SLA = 100 * time.Millisecond
+	}
+	if o.Partitions == 0 {
+		o.Partitions = 4
+	}
+	if o.RestartDelay == 0 {
+		o.RestartDelay = 250 * time.Millisecond
+	}
+	base, err := freePorts(16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Stack{
+		t:            t,
+		Dir:          t.TempDir(),
+		Objective:    "iris",
+		FrontendURL:  fmt.Sprintf("http://127.0.0.1:%d", base+2),
+		HTTPPortBase: base + 3,
+		exited:       make(chan struct{}),
+		out:          &bytes.Buffer{},
+		outMu:        &sync.Mutex{},
+	}
+	args := []string{"dev",
+		"-dir", s.Dir,
+		"-bin", bin,
+		"-kafka-addr", fmt.Sprintf("127.0.0.1:%d", base),
+		"-registry-addr", fmt.Sprintf("127.0.0.1:%d", base+1),
+		"-frontend-addr", strings.TrimPrefix(s.FrontendURL, "http://"),
+		"-http-port-base", strconv.Itoa(s.HTTPPortBase),
+		"-sla", o.SLA.String(),
+		"-partitions", strconv.Itoa(o.Partitions),
+		"-restart-delay", o.RestartDelay.String(),
+	}
+	if b := os.Getenv(EnvBrokers); b != "" {
+		s.Real = true
+		s.Brokers = strings.Split(b, ",")
+		resetObjective(t, s.Brokers, s.Objective)
+		args = append(args, "-brokers", b)
+	} else {
+		s.Brokers = []string{fmt.Sprintf("127.0.0.1:%d", base)}
+	}
+	if r := os.Getenv(EnvRegistry); r != "" {
+		args = append(args, "-registry", r)
+		s.RegistryURL = r
+	} else {
+		s.RegistryURL = fmt.Sprintf("http://127.0.0.1:%d", base+1)
+	}
+	args = append(args, o.Extra...)
+	cmd := exec.Command(filepath.Join(bin, "rdv"), args...)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "RDV_ES_URL=")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s.cmd = cmd
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(pr)
+		once := sync.Once{}
+		for sc.Scan() {
+			line := sc.Text()
+			s.outMu.Lock()
+			s.out.WriteString(line + "\n")
+			s.outMu.Unlock()
+			if strings.HasPrefix(line, "ready in ") {
+				once.Do(func() { close(ready) })
+			}
+		}
+	}()
+	go func() { _ = cmd.Wait(); pw.Close(); close(s.exited) }()
+	t.Cleanup(s.Stop)
+	select {
+	case <-ready:
+	case <-s.exited:
+		t.Fatalf("rdv dev exited before ready:\n%s", s.Output())
+	case <-time.After(120 * time.Second):
+		t.Fatalf("rdv dev not ready after 120s:\n%s", s.Output())
+	}
+	return s
+}
+
+// resetObjective deletes an objective's topics and groups on a real
+// cluster, so a test starts from nothing as it does on the embedded one.
+func resetObjective(t testing.TB, brokers []string, objective string) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ts := topics.For(objective)
+	all := append(ts.Logs(), ts.Context, ts.DLQ)
+	_, _ = adm.DeleteTopics(ctx, all...)
+	if groups, err := adm.ListGroups(ctx); err == nil {
+		var mine []string
+		for _, g := range groups.Groups() {
+			if strings.HasPrefix(g, "rdv."+objective+".") {
+				mine = append(mine, g)
+			}
+		}
+		_, _ = adm.DeleteGroups(ctx, mine...)
+	}
+	// Deletion is asynchronous on a real broker: wait until the topics are gone.
+	for i := 0; i < 100; i++ {
+		md, err := adm.ListTopics(ctx, all...)
+		if err == nil && len(md.Names()) == 0 {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Output is what rdv dev printed so far.
+func (s *Stack) Output() string {
+	s.outMu.Lock()
+	defer s.outMu.Unlock()
+	return s.out.String()
+}
+
+// Stop stops rdv dev with SIGTERM, as Ctrl-C would, and waits for it; on a
+// failed test it prints the stage logs.
+func (s *Stack) Stop() {
+	select {
+	case <-s.exited:
+	default:
+		_ = s.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-s.exited:
+		case <-time.After(60 * time.Second):
+			_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+			<-s.exited
+		}
+	}
+	if s.t.Failed() {
+		s.t.Logf("rdv dev output:\n%s", s.Output())
+		logs, _ := filepath.Glob(filepath.Join(s.Dir, "log", "*.log"))
+		for _, l := range logs {
+			b, _ := os.ReadFile(l)
+			lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+			if len(lines) > 30 {
+				lines = lines[len(lines)-30:]
+			}
+			s.t.Logf("--- %s (last %d lines)\n%s", filepath.Base(l), len(lines), strings.Join(lines, "\n"))
+		}
+	}
+}
+
+// Pid reads a stage's pid file (frontend, model-dt, ...).
+func (s *Stack) Pid(stage string) (int, error) {
+	b, err := os.ReadFile(filepath.Join(s.Dir, "run", stage+".pid"))
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(b)))
+}
+
+// Kill sends SIGKILL to a stage and waits until it is gone.
+func (s *Stack) Kill(stage string) {
+	s.t.Helper()
+	pid, err := s.Pid(stage)
+	if err != nil {
+		s.t.Fatalf("kill %s: %v", stage, err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		s.t.Fatalf("kill %s (pid %d): %v", stage, pid, err)
+	}
+	for i := 0; i < 500; i++ {
+		if syscall.Kill(pid, 0) != nil {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.t.Fatalf("%s (pid %d) still alive after SIGKILL", stage, pid)
+}
+
+// WaitReady waits until a stage's /readyz answers 200 (after a restart).
+func (s *Stack) WaitReady(stage string, addr string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("%s not ready after %v", stage, timeout)
+}
+
+// Answer is a decoded predict response.
+type Answer struct {
+	Status      int
+	MessageID   string `json:"messageId"`
+	Reason      string `json:"reason"`
+	Error       string `json:"error"`
+	LatencyMs   float64
+	ModelResult struct {
+		ModelName    string `json:"modelName"`
+		ModelVersion string `json:"modelVersion"`
+		Result       any    `json:"result"`
+	} `json:"modelResult"`
+	Took time.Duration // measured by the client
+}
+
+var httpClient = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+
+// Predict posts a body to path (e.g. /predict) and decodes the answer.
+func (s *Stack) Predict(path string, body string) (Answer, error) {
+	start := time.Now()
+	resp, err := httpClient.Post(s.FrontendURL+path, "application/json", strings.NewReader(body))
+	if err != nil {
+		return Answer{}, err
+	}
+	defer resp.Body.Close()
+	var a Answer
+	raw, err := io.ReadAll(resp.Body)
+	a.Took = time.Since(start)
+	if err != nil {
+		return a, err
+	}
+	a.Status = resp.StatusCode
+	if err := json.Unmarshal(raw, &a); err != nil {
+		return a, fmt.Errorf("status %d, body %q: %w", resp.StatusCode, raw, err)
+	}
+	return a, nil
+}
+
+// Client returns a Kafka client on the stack's brokers.
+func (s *Stack) Client(opts ...kgo.Opt) *kgo.Client {
+	s.t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(s.Brokers...)}, opts...)...)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(cl.Close)
+	return cl
+}
+
+// CountKeys reads a topic from the start with read_committed until want
+// distinct keys are seen or timeout passes, and returns how many times each
+// key appeared.
+func (s *Stack) CountKeys(topic string, want int, timeout time.Duration) map[string]int {
+	s.t.Helper()
+	cl := s.Client(kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	counts := map[string]int{}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	for len(counts) < want {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			break
+		}
+		fs.EachRecord(func(r *kgo.Record) { counts[string(r.Key)]++ })
+	}
+	// Read what else arrives for a moment: a duplicate could trail.
+	settle, cancel2 := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel2()
+	for {
+		fs := cl.PollFetches(settle)
+		if settle.Err() != nil {
+			break
+		}
+		fs.EachRecord(func(r *kgo.Record) { counts[string(r.Key)]++ })
+	}
+	return counts
+}
