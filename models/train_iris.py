@@ -159,12 +159,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--write-csv", action="store_true",
                     help="write models/iris.csv from scikit-learn's bundled copy first")
+    ap.add_argument("--out", type=Path, default=OUT_DIR,
+                    help="directory for the model files and expected.json (default models/iris)")
     args = ap.parse_args()
+    out_dir = args.out
     if args.write_csv:
         write_csv(CSV_PATH)
 
     X, y = read_csv(CSV_PATH)
-    OUT_DIR.mkdir(exist_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
 
     models = [
         ("dt", "iris-dt", "tree",
@@ -187,7 +190,7 @@ def main() -> None:
         for stem, name, kind, est in models:
             est.fit(X, y)
             accuracy = float(est.score(X, y))
-            write_json(OUT_DIR / f"{stem}.json", export(name, kind, est))
+            write_json(out_dir / f"{stem}.json", export(name, kind, est))
             expected["models"][stem] = {
                 "file": f"{stem}.json",
                 "name": name,
@@ -197,7 +200,7 @@ def main() -> None:
                 "probabilities": floats(est.predict_proba(X)),
             }
             print(f"{name}\t{kind}\ttraining accuracy {accuracy:.4f}")
-    write_json(OUT_DIR / "expected.json", expected)
+    write_json(out_dir / "expected.json", expected)
 
 
 if __name__ == "__main__":
