@@ -78,6 +78,7 @@ func runDev(args []string) error {
 	partitions := fs.Int("partitions", int(cfg.Partitions), "partitions of the objective's topics")
 	fs.DurationVar(&cfg.SLA, "sla", cfg.SLA, "answer deadline")
 	fs.StringVar(&cfg.DefaultResult, "default-result", cfg.DefaultResult, "answer when no model answers within the SLA")
+	fs.DurationVar(&cfg.ArchiveRotate, "archive-rotate", cfg.ArchiveRotate, "how often the log connector finishes an archive file")
 	fs.DurationVar(&cfg.RestartDelay, "restart-delay", cfg.RestartDelay, "first wait before a stage that died is started again (doubles up to 10s)")
 	fs.StringVar(&cfg.ESURL, "es-url", config.Env("RDV_ES_URL", ""), "Elasticsearch URL; empty leaves the Elasticsearch connector off (env RDV_ES_URL)")
 	_ = fs.Parse(args)

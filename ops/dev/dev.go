@@ -61,6 +61,8 @@ type Config struct {
 	DefaultResult string
 	// ESURL, when set, runs the Elasticsearch connector against it.
 	ESURL string
+	// ArchiveRotate is how often the log connector finishes a file.
+	ArchiveRotate time.Duration
 	// RestartDelay is the first wait before a stage that died is started
 	// again; it doubles up to 10s while the stage keeps dying.
 	RestartDelay time.Duration
@@ -82,6 +84,7 @@ func Defaults() Config {
 		SLA:           100 * time.Millisecond,
 		DefaultResult: "unknown",
 		RestartDelay:  250 * time.Millisecond,
+		ArchiveRotate: 5 * time.Second,
 		Models: []Model{
 			{Name: "dt", Role: "champion", File: "models/iris/dt.json", Budget: 50 * time.Millisecond},
 			{Name: "canary", Role: "canary", File: "models/iris/canary.json"},
@@ -324,7 +327,7 @@ func (c Config) procs(brokers []string, regURL string) []*Proc {
 	procs = append(procs,
 		mk("rendezvous", "rendezvous", "requests+scores -> results, decisions", "-models", strings.Join(specs, ","), "-default-result", c.DefaultResult),
 		mk("decoy", "decoy", "inputs -> decoy log (exactly once)"),
-		mk("log-connector", "log-connector", "logs -> "+filepath.Join(c.Dir, "archive"), "-dir", filepath.Join(c.Dir, "archive")),
+		mk("log-connector", "log-connector", "logs -> "+filepath.Join(c.Dir, "archive"), "-dir", filepath.Join(c.Dir, "archive"), "-rotate-interval", c.ArchiveRotate.String()),
 	)
 	if c.ESURL != "" {
 		procs = append(procs, mk("es-connector", "es-connector", "decisions, decoy -> "+c.ESURL, "-es", c.ESURL))

@@ -86,6 +86,7 @@ func (p *Proc) runOnce(ctx context.Context, dir string) error {
 	p.mu.Lock()
 	p.cmd = cmd
 	p.mu.Unlock()
+	_ = os.WriteFile(filepath.Join(dir, "run", p.Name+".addr"), []byte(p.HTTPAddr+"\n"), 0o644)
 	pidFile := filepath.Join(dir, "run", p.Name+".pid")
 	_ = os.WriteFile(pidFile, []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644)
 	waitErr := make(chan error, 1)

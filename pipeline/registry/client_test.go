@@ -3,6 +3,7 @@ package registry_test
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -93,6 +94,7 @@ func TestConfigValidation(t *testing.T) {
 		{"query in URL", registry.Config{URL: "http://host?x=1"}, "Config.URL"},
 		{"user without password", registry.Config{URL: "http://host", Username: "u"}, "Config.Password"},
 		{"password without user", registry.Config{URL: "http://host", Password: "p"}, "Config.Username"},
+		{"user without password in URL", registry.Config{URL: "http://u@host"}, "Config.URL"},
 		{"credentials twice", registry.Config{URL: "http://a:b@host", Username: "u", Password: "p"}, "Config.Username"},
 		{"negative timeout", registry.Config{URL: "http://host", Timeout: -time.Second}, "Config.Timeout"},
 	} {
@@ -274,7 +276,13 @@ func TestContextAndTimeout(t *testing.T) {
 	f := newFixture(t, func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if strings.Contains(r.URL.Path, "slow") || r.URL.Path == "/schemas/ids/42" {
-				<-r.Context().Done()
+				// The server notices a client going away only once the body
+				// has been read.
+				io.Copy(io.Discard, r.Body)
+				select {
+				case <-r.Context().Done():
+				case <-time.After(10 * time.Second):
+				}
 				return
 			}
 			h.ServeHTTP(w, r)

@@ -47,6 +47,11 @@ func (c *Config) Validate() error {
 	if u.RawQuery != "" || u.Fragment != "" {
 		return fmt.Errorf("registry: Config.URL %q must not have a query or fragment", redact(c.URL))
 	}
+	if u.User != nil {
+		if _, ok := u.User.Password(); !ok || u.User.Username() == "" {
+			return fmt.Errorf("registry: Config.URL %q carries credentials without both a user name and a password", redact(c.URL))
+		}
+	}
 	if u.User != nil && (c.Username != "" || c.Password != "") {
 		return fmt.Errorf("registry: Config.URL carries credentials, so Config.Username and Config.Password must be empty")
 	}

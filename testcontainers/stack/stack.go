@@ -394,31 +394,33 @@ func (s *Stack) Client(opts ...kgo.Opt) *kgo.Client {
 	return cl
 }
 
-// CountKeys reads a topic from the start with read_committed until want
-// distinct keys are seen or timeout passes, and returns how many times each
-// key appeared.
+// CountKeys reads a topic from the start with read_committed until at
+// least want distinct keys are seen and the topic then stays idle for a
+// second (so a trailing duplicate is counted too), or timeout passes. It
+// returns how many times each key appeared.
 func (s *Stack) CountKeys(topic string, want int, timeout time.Duration) map[string]int {
 	s.t.Helper()
 	cl := s.Client(kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	counts := map[string]int{}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	for len(counts) < want {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
+		cancel()
+		n := 0
+		fs.EachRecord(func(r *kgo.Record) { counts[string(r.Key)]++; n++ })
+		if n == 0 && len(counts) >= want {
 			break
 		}
-		fs.EachRecord(func(r *kgo.Record) { counts[string(r.Key)]++ })
-	}
-	// Read what else arrives for a moment: a duplicate could trail.
-	settle, cancel2 := context.WithTimeout(context.Background(), 1500*time.Millisecond)
-	defer cancel2()
-	for {
-		fs := cl.PollFetches(settle)
-		if settle.Err() != nil {
-			break
-		}
-		fs.EachRecord(func(r *kgo.Record) { counts[string(r.Key)]++ })
 	}
 	return counts
+}
+
+// Addr is a stage's health and metrics address, as rdv dev recorded it.
+func (s *Stack) Addr(stage string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(s.Dir, "run", stage+".addr"))
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(b)), nil
 }

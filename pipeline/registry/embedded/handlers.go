@@ -259,12 +259,11 @@ func (s *Server) usesLocked(id int, includeDeleted bool) []subjectVersion {
 	return out
 }
 
-// schemaByIDLocked returns the schema with id if some subject version, live
-// or soft-deleted, still uses it (an id whose versions were all hard-deleted
-// is not found, as with Confluent).
+// schemaByIDLocked returns the schema with id. An id whose versions were all
+// hard-deleted is not found, as with Confluent.
 func (s *Server) schemaByIDLocked(id int) (*storedSchema, error) {
 	sc, ok := s.st.Schemas[id]
-	if !ok || len(s.usesLocked(id, true)) == 0 {
+	if !ok {
 		return nil, errSchemaIDNotFound(id)
 	}
 	return sc, nil

@@ -5,7 +5,24 @@
 //
 // It speaks the subset of the Schema Registry REST API that Confluent's
 // serializers (Java and Python) and github.com/riferrei/srclient use; see
-// Server.Handler for the routes.
+// Server.Handler for the routes. Semantics follow Confluent's registry:
+// identical schemas share one id across subjects; registering a schema that
+// is already a live version of the subject returns it unchanged; soft
+// deletes hide versions but keep their ids resolvable; hard deletes require
+// a soft delete first (40405/40407), and an id whose versions are all hard
+// deleted is gone; compatibility is checked against live versions only.
+//
+// # Durability
+//
+// With Config.Dir set, every state change is an event appended to a journal
+// file and fsynced before the request is answered, so an acknowledged
+// change survives a crash. At start the server loads the latest snapshot,
+// replays the journal onto it (dropping a torn last record, refusing to start
+// on damage elsewhere), writes a new snapshot (temporary file, fsync, rename,
+// directory fsync) and empties the journal; it does the same while running
+// every Config.SnapshotEvery events. Ids, versions, soft-delete flags,
+// compatibility levels and modes come back exactly, and the id counter never
+// goes backwards. An flock on Dir/LOCK keeps a second server out.
 package embedded
 
 import (

@@ -110,18 +110,22 @@ func TestRequestSizeLimit(t *testing.T) {
 		map[string]string{"schema": record("Order", fID, fEmailDef, fNoteDef)}, 422, 42209)
 }
 
-func TestHardDeletedIDIsGoneButReusedOnReregistration(t *testing.T) {
+func TestHardDeletedIDIsGone(t *testing.T) {
 	a := newAPI(t, embedded.Config{})
 	id := a.register("h-value", record("Order", fID))
+	shared := a.register("h-value", record("Order", fID, fEmailDef))
+	a.register("keep-value", record("Order", fID, fEmailDef))
 	a.ok(http.MethodDelete, "/subjects/h-value", nil, nil)
 	a.ok(http.MethodGet, fmt.Sprintf("/schemas/ids/%d", id), nil, nil) // soft-deleted: still served
 	a.ok(http.MethodDelete, "/subjects/h-value?permanent=true", nil, nil)
 	a.fails(http.MethodGet, fmt.Sprintf("/schemas/ids/%d", id), nil, 404, 40403)
-	if again := a.register("other-value", record("Order", fID)); again != id {
-		t.Fatalf("re-registered id %d, want %d", again, id)
+	a.ok(http.MethodGet, fmt.Sprintf("/schemas/ids/%d", shared), nil, nil) // still used by keep-value
+	// Like Confluent, the schema comes back under a new id; ids are never reused.
+	if again := a.register("other-value", record("Order", fID)); again != shared+1 {
+		t.Fatalf("re-registered a hard-deleted schema as id %d, want the new id %d", again, shared+1)
 	}
-	if next := a.register("other-value", record("Order", fID, fEmailDef)); next != id+1 {
-		t.Fatalf("next new schema got id %d, want %d", next, id+1)
+	if again := a.register("other-value", record("Order", fID, fEmailDef)); again != shared {
+		t.Fatalf("a schema still in use got id %d, want %d", again, shared)
 	}
 }
 
@@ -290,5 +294,29 @@ func TestCloseStopsServe(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Fatalf("Serve returned %v after Close", err)
+	}
+}
+
+// Whatever a client sends, the answer is a registry error, never a crash.
+func TestOddSchemas(t *testing.T) {
+	a := newAPI(t, embedded.Config{})
+	a.register("odd-value", record("Order", fID))
+	deep := strings.Repeat("[", 5000) + strings.Repeat("]", 5000)
+	for _, s := range []string{
+		`[]`, `{}`, `null`, `"null"`, `[[]]`, `42`, `{"type":{"type":{"type":"int"}}}`,
+		`{"type":"fixed","name":"F","size":-1}`, `{"type":"enum","name":"E","symbols":[]}`,
+		`{"type":"enum","name":"E","symbols":["A","A"]}`, `{"type":"array"}`, `{"type":"map"}`,
+		`{"type":"record","name":"R","fields":[{"name":"r","type":"R"}]}`,
+		`{"type":"record","name":"R","fields":[{"name":"a","type":"int"},{"name":"a","type":"int"}]}`,
+		`{"type":"record","name":"1bad","fields":[]}`, `["int","int"]`, `[["int"]]`,
+		`{"type":"int","logicalType":"date"}`, `{"type":"bytes","logicalType":"decimal","precision":-1}`,
+		deep,
+	} {
+		for _, path := range []string{"/subjects/odd-value/versions", "/subjects/odd-value", "/compatibility/subjects/odd-value/versions?verbose=true"} {
+			r := a.call(http.MethodPost, path, map[string]string{"schema": s})
+			if r.status >= 500 {
+				t.Errorf("POST %s %.60s: %v", path, s, r)
+			}
+		}
 	}
 }

@@ -14,9 +14,10 @@ type Reference struct {
 	Version int    `json:"version"`
 }
 
-// storedSchema is one schema id. Ids are never reused and a schema text is
-// kept for as long as the registry lives, so that registering it again after
-// a hard delete yields the same id (as Confluent's registry does).
+// storedSchema is one schema id. It lives as long as some subject version,
+// live or soft-deleted, uses it; when the last such version is hard-deleted
+// the id is gone for good (registering the schema again yields a new id, as
+// with Confluent's registry). Ids are never handed out twice.
 type storedSchema struct {
 	ID         int         `json:"id"`
 	SchemaType string      `json:"schemaType"`
@@ -150,6 +151,23 @@ func (st *state) addSchema(sc *storedSchema) {
 	}
 }
 
+// dropUnused forgets schema id once no subject version uses it.
+func (st *state) dropUnused(id int) {
+	for _, s := range st.Subjects {
+		for _, v := range s.Versions {
+			if v.ID == id {
+				return
+			}
+		}
+	}
+	if sc, ok := st.Schemas[id]; ok {
+		delete(st.Schemas, id)
+		if st.byKey[sc.Key] == id {
+			delete(st.byKey, sc.Key)
+		}
+	}
+}
+
 // apply performs ev. Handlers validate before building an event, so an error
 // here means a journal that does not match the state it is replayed onto.
 func (st *state) apply(ev *event) error {
@@ -194,6 +212,7 @@ func (st *state) apply(ev *event) error {
 			s.Versions[i].Deleted = true
 			break
 		}
+		id := s.Versions[i].ID
 		s.Versions = slices.Delete(s.Versions, i, i+1)
 		if len(s.Versions) == 0 {
 			// Like Confluent: the last version going away permanently takes
@@ -201,6 +220,7 @@ func (st *state) apply(ev *event) error {
 			s.Compat, s.Mode = "", ""
 		}
 		st.dropIfEmpty(s)
+		st.dropUnused(id)
 
 	case opDeleteSubject:
 		s, ok := st.Subjects[ev.Subject]
@@ -209,6 +229,9 @@ func (st *state) apply(ev *event) error {
 		}
 		if ev.Permanent {
 			delete(st.Subjects, ev.Subject)
+			for _, v := range s.Versions {
+				st.dropUnused(v.ID)
+			}
 			break
 		}
 		for i := range s.Versions {

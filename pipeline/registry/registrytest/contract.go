@@ -715,9 +715,11 @@ func testVersionDeletes(t *testing.T, e *env) {
 	e.fails(http.MethodDelete, p+"/7", nil, http.StatusNotFound, 40402)
 	e.fails(http.MethodDelete, p+"/seven", nil, http.StatusUnprocessableEntity, 42202)
 
-	// Registering the hard-deleted schema again: same id, next version.
-	if id := e.register(subject, schemaA); id != idA {
-		t.Fatalf("re-registering a hard-deleted schema gave id %d, want %d", id, idA)
+	// Nothing uses idA any more: it is gone, and registering the schema again
+	// yields a new id and the next version number.
+	e.fails(http.MethodGet, fmt.Sprintf("/schemas/ids/%d", idA), nil, http.StatusNotFound, 40403)
+	if id := e.register(subject, schemaA); id == idA {
+		t.Fatalf("re-registering a hard-deleted schema reused id %d", id)
 	}
 	if _, _, version, err := e.client().Latest(e.ctx(), subject); err != nil || version != 3 {
 		t.Fatalf("Latest after re-registering = version %d, %v; want 3", version, err)
