@@ -6,7 +6,6 @@ import (
 	"flag"
 	"os"
 
-	"github.com/rendezvous-ml/rendezvous/pipeline/config"
 	"github.com/rendezvous-ml/rendezvous/pipeline/stage"
 	"github.com/rendezvous-ml/rendezvous/stages/decoy"
 )
@@ -16,7 +15,6 @@ func main() {
 	fs := flag.NewFlagSet("decoy", flag.ExitOnError)
 	cfg.Common.Register(fs)
 	fs.StringVar(&cfg.Group, "group", cfg.Group, "consumer group (default rdv.<objective>.decoy)")
-	fs.StringVar(&cfg.Instance, "instance", config.Env("RDV_INSTANCE", ""), "instance name for the transactional id (default: unique)")
 	_ = fs.Parse(os.Args[1:])
 	stage.Main("decoy", func(ctx context.Context) error { return decoy.Run(ctx, cfg) })
 }

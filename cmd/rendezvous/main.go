@@ -23,7 +23,6 @@ func main() {
 	fs.DurationVar(&cfg.Grace, "grace", cfg.Grace, "how long after the deadline a mailbox waits for the models that have not reported")
 	fs.DurationVar(&cfg.CommitInterval, "commit-interval", cfg.CommitInterval, "how often decisions and offsets are committed")
 	fs.IntVar(&cfg.MaxOpen, "max-open", cfg.MaxOpen, "open mailboxes past which new requests are answered with the default at once")
-	fs.StringVar(&cfg.Instance, "instance", config.Env("RDV_INSTANCE", ""), "instance name for the transactional id (default: unique)")
 	_ = fs.Parse(os.Args[1:])
 	ms, err := rendezvous.ParseModels(*models)
 	if err != nil {

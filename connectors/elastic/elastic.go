@@ -122,8 +122,7 @@ func Run(ctx context.Context, cfg Config) error {
 		if err := c.installTemplates(ctx); err != nil {
 			return err
 		}
-		opts := []kgo.Opt{
-			kgo.ConsumerGroup(cfg.Group),
+		opts := append(env.GroupOpts(cfg.Group),
 			kgo.ConsumeTopics(env.Topics.Decisions, env.Topics.Decoy),
 			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 			kgo.FetchIsolationLevel(kgo.ReadCommitted()),
@@ -131,7 +130,7 @@ func Run(ctx context.Context, cfg Config) error {
 			// Between two polls the batch in hand is indexed and committed;
 			// a rebalance waits for that, so no other member re-indexes it.
 			kgo.BlockRebalanceOnPoll(),
-		}
+		)
 		opts = append(opts, stage.GroupReadiness(env.Health, env.Log)...)
 		if c.cl, err = env.Client(opts...); err != nil {
 			return err

@@ -301,9 +301,11 @@ func (c Config) procs(brokers []string, regURL string) []*Proc {
 	mk := func(name, bin string, display string, args ...string) *Proc {
 		addr := next()
 		return &Proc{
-			Name:     name,
-			Args:     append([]string{filepath.Join(c.Bin, bin)}, args...),
-			Env:      append(append([]string(nil), common...), "RDV_HTTP_ADDR="+addr),
+			Name: name,
+			Args: append([]string{filepath.Join(c.Bin, bin)}, args...),
+			// The process name is the replica's name: a restarted process
+			// rejoins its groups as the same static member.
+			Env:      append(append([]string(nil), common...), "RDV_HTTP_ADDR="+addr, "RDV_INSTANCE="+name),
 			HTTPAddr: addr,
 			Display:  display,
 		}

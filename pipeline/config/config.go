@@ -43,16 +43,24 @@ type Common struct {
 	// HTTPAddr serves /healthz, /readyz and /metrics.
 	HTTPAddr string
 	LogLevel string
+	// Instance names this replica of a stage. When set, it is the consumer
+	// group's static member id and the suffix of the transactional id, so a
+	// restarted replica takes its predecessor's partitions at once and
+	// fences its unfinished transaction. Replicas must not share one.
+	Instance string
+	// SessionTimeout is how long the group waits for a silent member.
+	SessionTimeout time.Duration
 }
 
 // Defaults returns the embedded-stack defaults of `rdv dev`.
 func Defaults() Common {
 	return Common{
-		Objective:   "iris",
-		Kafka:       Kafka{Brokers: []string{"127.0.0.1:9092"}},
-		RegistryURL: "http://127.0.0.1:8081",
-		HTTPAddr:    "127.0.0.1:0",
-		LogLevel:    "info",
+		Objective:      "iris",
+		Kafka:          Kafka{Brokers: []string{"127.0.0.1:9092"}},
+		RegistryURL:    "http://127.0.0.1:8081",
+		HTTPAddr:       "127.0.0.1:0",
+		LogLevel:       "info",
+		SessionTimeout: 6 * time.Second,
 	}
 }
 
@@ -128,6 +136,8 @@ func (c *Common) Register(fs *flag.FlagSet) {
 	c.RegistryPass = Env("RDV_REGISTRY_PASSWORD", "")
 	c.HTTPAddr = Env("RDV_HTTP_ADDR", d.HTTPAddr)
 	c.LogLevel = Env("RDV_LOG_LEVEL", d.LogLevel)
+	c.Instance = Env("RDV_INSTANCE", "")
+	c.SessionTimeout = EnvDuration("RDV_SESSION_TIMEOUT", d.SessionTimeout)
 
 	fs.StringVar(&c.Objective, "objective", c.Objective, "business objective whose topics this stage serves (env RDV_OBJECTIVE)")
 	ListVar(fs, &c.Kafka.Brokers, "brokers", "comma-separated Kafka bootstrap brokers (env RDV_BROKERS)")
@@ -143,6 +153,8 @@ func (c *Common) Register(fs *flag.FlagSet) {
 	fs.StringVar(&c.RegistryPass, "registry-password", c.RegistryPass, "Schema Registry basic-auth password (env RDV_REGISTRY_PASSWORD)")
 	fs.StringVar(&c.HTTPAddr, "http", c.HTTPAddr, "address for /healthz, /readyz and /metrics (env RDV_HTTP_ADDR)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (env RDV_LOG_LEVEL)")
+	fs.StringVar(&c.Instance, "instance", c.Instance, "name of this replica: static group member id and transactional id suffix (env RDV_INSTANCE)")
+	fs.DurationVar(&c.SessionTimeout, "session-timeout", c.SessionTimeout, "consumer group session timeout (env RDV_SESSION_TIMEOUT)")
 }
 
 // Validate rejects a configuration that cannot work, naming the field.
@@ -167,6 +179,12 @@ func (c Common) Validate() error {
 	}
 	if (c.Kafka.TLSCertFile == "") != (c.Kafka.TLSKeyFile == "") {
 		errs = append(errs, errors.New("kafka-tls-cert and kafka-tls-key: give both or neither"))
+	}
+	if c.SessionTimeout < time.Second {
+		errs = append(errs, fmt.Errorf("session-timeout: %v is under 1s", c.SessionTimeout))
+	}
+	if strings.ContainsAny(c.Instance, " /") {
+		errs = append(errs, fmt.Errorf("instance: %q must not contain spaces or slashes", c.Instance))
 	}
 	if _, err := ParseLevel(c.LogLevel); err != nil {
 		errs = append(errs, fmt.Errorf("log-level: %w", err))

@@ -120,6 +120,32 @@ func (e *Env) Run(ctx context.Context, work func(ctx context.Context) error) err
 	return g.Wait()
 }
 
+// GroupOpts joins group with the stage's session timeout and, when the
+// replica is named, as a static member: a restarted replica then gets its
+// partitions back without waiting for the old member's session to expire.
+func (e *Env) GroupOpts(group string) []kgo.Opt {
+	opts := []kgo.Opt{
+		kgo.ConsumerGroup(group),
+		kgo.SessionTimeout(e.Cfg.SessionTimeout),
+		kgo.HeartbeatInterval(min(3*time.Second, e.Cfg.SessionTimeout/3)),
+	}
+	if e.Cfg.Instance != "" {
+		opts = append(opts, kgo.InstanceID(e.Cfg.Instance))
+	}
+	return opts
+}
+
+// TransactionalID names the stage's transactional producer. A named
+// replica keeps its id across restarts, which fences a crashed
+// predecessor's open transaction; an unnamed one gets a unique id.
+func (e *Env) TransactionalID() string {
+	inst := e.Cfg.Instance
+	if inst == "" {
+		inst = fmt.Sprint(time.Now().UnixNano())
+	}
+	return fmt.Sprintf("rdv.%s.%s.%s", e.Cfg.Objective, e.Name, inst)
+}
+
 // WatchLag tracks the consumer lag of group in the background.
 func (e *Env) WatchLag(ctx context.Context, cl *kgo.Client, group string) {
 	go TrackLag(ctx, kadm.NewClient(cl), group, e.Metrics, 5*time.Second)

@@ -92,7 +92,7 @@ func TestMuxMetrics(t *testing.T) {
 		`rdv_log_connector_records_total{outcome="ok",topic="rdv.iris.decisions"} 3`,
 		`rdv_log_connector_consumer_lag_records{partition="1",topic="rdv.iris.decisions"} 42`,
 		`# TYPE rdv_log_connector_handle_seconds histogram`,
-		`go_goroutines `,         // the Go collector of NewRegistry
+		`go_goroutines `,             // the Go collector of NewRegistry
 		`process_start_time_seconds`, // and the process collector
 	} {
 		if !strings.Contains(body, want) {

@@ -24,8 +24,6 @@ type Config struct {
 	Common config.Common
 	// Group is the consumer group; empty means rdv.<objective>.decoy.
 	Group string
-	// Instance names the transactional id; empty picks a unique one.
-	Instance string
 }
 
 // Defaults returns the decoy defaults.
@@ -46,9 +44,6 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Group == "" {
 		cfg.Group = "rdv." + cfg.Common.Objective + ".decoy"
 	}
-	if cfg.Instance == "" {
-		cfg.Instance = fmt.Sprint(time.Now().UnixNano())
-	}
 	return env.Run(ctx, func(ctx context.Context) error {
 		// The decoy log carries the inputs' bytes as they are, so its subject
 		// holds the input schema: the same text gets the same id.
@@ -61,14 +56,14 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		opts := append(base,
 			kgo.ClientID("rdv-decoy"),
-			kgo.TransactionalID(fmt.Sprintf("rdv.%s.decoy.%s", cfg.Common.Objective, cfg.Instance)),
+			kgo.TransactionalID(env.TransactionalID()),
 			kgo.TransactionTimeout(30*time.Second),
-			kgo.ConsumerGroup(cfg.Group),
 			kgo.ConsumeTopics(env.Topics.Inputs),
 			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 			kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 			kgo.ProducerLinger(5*time.Millisecond),
 		)
+		opts = append(opts, env.GroupOpts(cfg.Group)...)
 		opts = append(opts, stage.GroupReadiness(env.Health, env.Log)...)
 		sess, err := kgo.NewGroupTransactSession(opts...)
 		if err != nil {

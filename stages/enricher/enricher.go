@@ -95,8 +95,8 @@ func Run(ctx context.Context, cfg Config) error {
 		if err != nil {
 			return err
 		}
-		opts := append(stage.HotPathOpts(),
-			kgo.ConsumerGroup(group),
+		opts := append(stage.HotPathOpts(), env.GroupOpts(group)...)
+		opts = append(opts,
 			kgo.ConsumeTopics(env.Topics.Requests),
 			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 			kgo.AutoCommitMarks(),

@@ -1,7 +1,9 @@
 // Package model is the model runner: one process per model version. It
 // reads the objective's inputs in a consumer group of its own, so every
 // model sees every input, and writes one score per input, a result or an
-// error, with the time the model took.
+// error, with the time the model took. The model is a file evaluated in
+// process (kind file) or a model on a model server speaking the Open
+// Inference Protocol (kind http, see package oip).
 package model
 
 import (
@@ -18,6 +20,7 @@ import (
 	"github.com/rendezvous-ml/rendezvous/pipeline/stage"
 	"github.com/rendezvous-ml/rendezvous/schemas"
 	"github.com/rendezvous-ml/rendezvous/stages/model/evaluator"
+	"github.com/rendezvous-ml/rendezvous/stages/model/oip"
 )
 
 // Roles a model version can play.
@@ -28,11 +31,21 @@ const (
 	RoleShadow     = "shadow"
 )
 
+// Kinds of model: where the model runs.
+const (
+	KindFile = "file" // a model file, evaluated by the built-in evaluators
+	KindHTTP = "http" // a model on an Open Inference Protocol (KServe v2) server
+)
+
 // Config is the model runner's configuration.
 type Config struct {
 	Common config.Common
-	// ModelPath is the model file the built-in evaluators load.
+	// Kind is KindFile (the default; empty means it too) or KindHTTP.
+	Kind string
+	// ModelPath is the model file the built-in evaluators load (kind file).
 	ModelPath string
+	// OIP is the model server and the model on it (kind http).
+	OIP oip.Config
 	// Name and Version override the model file's own.
 	Name, Version string
 	Role          string
@@ -46,7 +59,11 @@ type Config struct {
 
 // Defaults returns the runner defaults.
 func Defaults() Config {
-	return Config{Common: config.Defaults(), Role: RoleChampion, MaxStaleness: 30 * time.Second}
+	remote := oip.Defaults()
+	// The stage loop scores one input at a time: a batching window would
+	// only delay each call.
+	remote.BatchWindow = 0
+	return Config{Common: config.Defaults(), Kind: KindFile, OIP: remote, Role: RoleChampion, MaxStaleness: 30 * time.Second}
 }
 
 // Validate names the bad field.
@@ -55,8 +72,22 @@ func (c Config) Validate() error {
 	if err := c.Common.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	if c.ModelPath == "" {
-		errs = append(errs, errors.New("model: a model file is required"))
+	switch c.Kind {
+	case KindFile, "":
+		if c.ModelPath == "" && c.OIP.URL != "" {
+			errs = append(errs, fmt.Errorf("model: a model file is required (or kind http, to use the model server at %s)", c.OIP.URL))
+		} else if c.ModelPath == "" {
+			errs = append(errs, errors.New("model: a model file is required"))
+		}
+	case KindHTTP:
+		if c.ModelPath != "" {
+			errs = append(errs, fmt.Errorf("model: kind http runs the model on the server at the url, but a model file (%s) is given too: drop one", c.ModelPath))
+		}
+		if err := c.OIP.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("kind http: %w", err))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("kind: %q is not file or http", c.Kind))
 	}
 	switch c.Role {
 	case RoleChampion, RoleCanary, RoleChallenger, RoleShadow:
@@ -74,8 +105,18 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("model runner config: %w", err)
 	}
-	m, err := evaluator.Load(cfg.ModelPath)
-	if err != nil {
+	var (
+		m      evaluator.Model
+		remote *oip.Client
+		err    error
+	)
+	if cfg.Kind == KindHTTP {
+		if remote, err = oip.New(cfg.OIP); err != nil {
+			return err
+		}
+		defer remote.Close()
+		m = remote
+	} else if m, err = evaluator.Load(cfg.ModelPath); err != nil {
 		return fmt.Errorf("load model: %w", err)
 	}
 	if cfg.Name == "" {
@@ -94,12 +135,20 @@ func Run(ctx context.Context, cfg Config) error {
 		group = fmt.Sprintf("rdv.%s.model.%s", cfg.Common.Objective, cfg.Name)
 	}
 	return env.Run(ctx, func(ctx context.Context) error {
+		if remote != nil {
+			if err := waitServer(ctx, remote, env); err != nil {
+				return err
+			}
+			if cfg.Version == "" {
+				cfg.Version = remote.Version()
+			}
+		}
 		enc, err := env.Encoder(ctx, env.Topics.Scores, schemas.Score)
 		if err != nil {
 			return err
 		}
-		opts := append(stage.HotPathOpts(),
-			kgo.ConsumerGroup(group),
+		opts := append(stage.HotPathOpts(), env.GroupOpts(group)...)
+		opts = append(opts,
 			kgo.ConsumeTopics(env.Topics.Inputs),
 			kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()),
 			kgo.AutoCommitMarks(),
@@ -121,7 +170,11 @@ func Run(ctx context.Context, cfg Config) error {
 			ConstLabels: prometheus.Labels{"model": cfg.Name, "version": cfg.Version},
 		}, []string{"outcome"})
 		env.Reg.MustRegister(r.compute, r.outcomes)
-		env.Log.Info("model loaded", "path", cfg.ModelPath, "features", m.Features(), "group", group)
+		if remote != nil {
+			env.Log.Info("model on the model server", "url", cfg.OIP.URL, "remote_model", cfg.OIP.Model, "version", cfg.Version, "features", m.Features(), "group", group)
+		} else {
+			env.Log.Info("model loaded", "path", cfg.ModelPath, "features", m.Features(), "group", group)
+		}
 		h := stage.Chain(r.handle,
 			stage.WithMetrics(env.Metrics),
 			stage.WithDeadLetter(env.Topics.DLQ, "model-"+cfg.Name, env.Metrics, env.Log),
@@ -129,6 +182,29 @@ func Run(ctx context.Context, cfg Config) error {
 		)
 		return stage.Loop(ctx, cl, h, env.Metrics, env.Log)
 	})
+}
+
+// waitServer keeps the runner not ready until the model server and the
+// model are ready and the model's metadata fits the configuration.
+func waitServer(ctx context.Context, c *oip.Client, env *stage.Env) error {
+	last := ""
+	for {
+		err := c.Check(ctx)
+		if err == nil {
+			env.Log.Info("model server ready", "url", c.Config().URL, "remote_model", c.Name())
+			return nil
+		}
+		env.Health.SetNotReady("waiting for the model server: " + err.Error())
+		if err.Error() != last {
+			env.Log.Warn("model server not ready", "err", err)
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 type runner struct {
@@ -169,7 +245,7 @@ func (r *runner) handle(ctx context.Context, rec *kgo.Record) ([]*kgo.Record, er
 // failed rather than wait for it.
 func Score(m evaluator.Model, cfg Config, in map[string]any) map[string]any {
 	start := time.Now()
-	p, err := m.Predict(serde.Doubles(in, "features"))
+	p, err := predict(m, in)
 	compute := time.Since(start)
 	out := map[string]any{
 		"request_id":    serde.Str(in, "request_id"),
@@ -190,4 +266,24 @@ func Score(m evaluator.Model, cfg Config, in map[string]any) map[string]any {
 	out["result"] = serde.Opt(p.Label)
 	out["probabilities"] = serde.DoubleMap(p.Probabilities)
 	return out
+}
+
+// deadlinePredictor is a model that can use the request's deadline: the
+// oip client retries a failed call only while the answer can be on time.
+type deadlinePredictor interface {
+	PredictBefore(ctx context.Context, x map[string]float64, deadline time.Time) (evaluator.Prediction, error)
+}
+
+func predict(m evaluator.Model, in map[string]any) (evaluator.Prediction, error) {
+	x := serde.Doubles(in, "features")
+	if dp, ok := m.(deadlinePredictor); ok {
+		var deadline time.Time
+		if us := serde.Long(in, "deadline_us"); us > 0 {
+			deadline = time.UnixMicro(us)
+		}
+		// Not the handler's context: on shutdown the batch in hand is
+		// finished, and the call timeout bounds the wait.
+		return dp.PredictBefore(context.Background(), x, deadline)
+	}
+	return m.Predict(x)
 }

@@ -68,8 +68,6 @@ type Config struct {
 	// answer at once, with reason "shed".
 	MaxOpen int
 	Group   string
-	// Instance names this instance's transactional id.
-	Instance string
 }
 
 // Defaults returns the rendezvous defaults.

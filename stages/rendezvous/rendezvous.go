@@ -84,9 +84,6 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Group == "" {
 		cfg.Group = "rdv." + cfg.Common.Objective + ".rendezvous"
 	}
-	if cfg.Instance == "" {
-		cfg.Instance = fmt.Sprint(time.Now().UnixNano())
-	}
 	return env.Run(ctx, func(ctx context.Context) error {
 		s, err := newStage(ctx, cfg, env)
 		if err != nil {
@@ -181,7 +178,7 @@ func newStage(ctx context.Context, cfg Config, env *stage.Env) (*stageState, err
 		return nil, err
 	}
 	txc, err := env.Client(
-		kgo.TransactionalID(fmt.Sprintf("rdv.%s.rendezvous.%s", cfg.Common.Objective, cfg.Instance)),
+		kgo.TransactionalID(env.TransactionalID()),
 		kgo.TransactionTimeout(30*time.Second),
 		kgo.ProducerLinger(0),
 	)
@@ -198,8 +195,8 @@ func newStage(ctx context.Context, cfg Config, env *stage.Env) (*stageState, err
 		case <-ctx.Done():
 		}
 	}
-	opts := append(stage.HotPathOpts(),
-		kgo.ConsumerGroup(cfg.Group),
+	opts := append(stage.HotPathOpts(), env.GroupOpts(cfg.Group)...)
+	opts = append(opts,
 		kgo.ConsumeTopics(env.Topics.Requests, env.Topics.Scores),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.DisableAutoCommit(),

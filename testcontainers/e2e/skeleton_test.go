@@ -92,8 +92,11 @@ func TestWalkingSkeleton(t *testing.T) {
 	}
 
 	// The champion answers, with the champion's prediction, for the whole
-	// data set.
+	// data set. The policy gives the champion 50ms; on a loaded machine a
+	// rare hiccup past that is answered by the canary, correctly, so the
+	// check is on the share, and every answer must be its model's.
 	var champLat []time.Duration
+	champion := 0
 	for i, r := range rows {
 		a, err := s.Predict("/predict", r.body)
 		if err != nil {
@@ -102,10 +105,18 @@ func TestWalkingSkeleton(t *testing.T) {
 		if i == 0 {
 			t.Logf("first answer: %s by %s in %v", a.Reason, a.ModelResult.ModelName, a.Took)
 		}
-		check("champion", a, r, "champion", "dt")
+		if a.Reason == "champion" {
+			champion++
+			check("champion", a, r, "champion", "dt")
+		} else {
+			check("champion (slow, fell back)", a, r, "fallback", "canary")
+		}
 		champLat = append(champLat, a.Took)
 	}
-	t.Logf("champion phase: %d answers, p50 %v, max %v", len(champLat), pct(champLat, 50), pct(champLat, 100))
+	t.Logf("champion phase: %d answers, %d by the champion, p50 %v, max %v", len(champLat), champion, pct(champLat, 50), pct(champLat, 100))
+	if champion < len(rows)*95/100 {
+		t.Errorf("the champion answered %d of %d calls, want at least 95%%", champion, len(rows))
+	}
 
 	// Bad input: 4xx naming the problem, never a 5xx.
 	bad := []struct{ path, body, want string }{

@@ -23,6 +23,7 @@ import base64
 import datetime
 import decimal
 import json
+import logging
 import math
 import sys
 import time
@@ -66,6 +67,33 @@ def json_safe(v):
     raise ValueError("value of type %s has no JSON form" % type(v).__name__)
 
 
+class OncePerMessage(logging.Filter):
+    """Lets each distinct librdkafka log line through once: a broker that is
+    down is otherwise reported every reconnect backoff."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = set()
+
+    def filter(self, record):
+        msg = record.getMessage()
+        if msg in self.seen:
+            return False
+        self.seen.add(msg)
+        return True
+
+
+def kafka_logger():
+    log = logging.getLogger("rdkafka")
+    log.propagate = False
+    h = logging.StreamHandler(sys.stderr)
+    h.setFormatter(logging.Formatter("read_topic.py: librdkafka: %(message)s"))
+    h.addFilter(OncePerMessage())
+    log.addHandler(h)
+    log.setLevel(logging.WARNING)
+    return log
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--brokers", required=True, help="bootstrap servers, host:port[,host:port]")
@@ -76,6 +104,10 @@ def main():
     args = ap.parse_args()
 
     errors = []
+    deadline = time.monotonic() + args.timeout
+
+    def remaining():
+        return max(0.1, deadline - time.monotonic())
 
     def on_error(err):
         errors.append(err)
@@ -91,12 +123,12 @@ def main():
         # Warnings and errors only: librdkafka's informational lines (such
         # as telemetry) would end up in the test's log.
         "log_level": 4,
-    })
+    }, logger=kafka_logger())
     try:
         deserialize = AvroDeserializer(SchemaRegistryClient({"url": args.registry}))
         ctx = SerializationContext(args.topic, MessageField.VALUE)
 
-        md = consumer.list_topics(args.topic, timeout=15)
+        md = consumer.list_topics(args.topic, timeout=remaining())
         tmd = md.topics.get(args.topic)
         if tmd is None:
             fail("topic %s: no metadata from %s" % (args.topic, args.brokers))
@@ -115,7 +147,7 @@ def main():
         assign = []
         for p in partitions:
             low, high = consumer.get_watermark_offsets(
-                TopicPartition(args.topic, p), timeout=15, cached=False)
+                TopicPartition(args.topic, p), timeout=remaining(), cached=False)
             ends[p] = high
             if high > low:
                 assign.append(TopicPartition(args.topic, p, low))
@@ -124,7 +156,6 @@ def main():
             consumer.assign(assign)
 
         out = sys.stdout
-        deadline = time.monotonic() + args.timeout
         while pending:
             if time.monotonic() > deadline:
                 fail("topic %s: partitions %s not read to their end (%s) within %.0fs%s" % (

@@ -68,7 +68,7 @@ func parseAvro(text string, cache *avro.SchemaCache) (avro.Schema, error) {
 // order and equivalent spellings such as {"type":"string"} vs "string" do
 // not matter, while field order, defaults, docs and custom properties do),
 // plus the schema type and the references.
-func identityKey(schemaType string, parsed avro.Schema, refs []Reference) (string, error) {
+func identityKey(schemaType string, parsed avro.Schema, refs []reference) (string, error) {
 	canon, err := json.Marshal(parsed)
 	if err != nil {
 		return "", fmt.Errorf("canonicalize schema: %w", err)

@@ -134,14 +134,14 @@ func (s *Server) readJSON(w http.ResponseWriter, r *http.Request, v any) error {
 type schemaRequest struct {
 	Schema     *string     `json:"schema"`
 	SchemaType string      `json:"schemaType"`
-	References []Reference `json:"references"`
+	References []reference `json:"references"`
 }
 
 // candidate is a validated, parsed schema from a request.
 type candidate struct {
 	schemaType string
 	text       string
-	refs       []Reference
+	refs       []reference
 	parsed     avro.Schema
 	key        string
 }
@@ -160,7 +160,7 @@ func (s *Server) prepareLocked(req *schemaRequest, refsMayBeDeleted bool) (*cand
 	default:
 		return nil, errInvalidSchema("Invalid schema: unknown schema type %q", req.SchemaType)
 	}
-	var refs []Reference
+	var refs []reference
 	for _, ref := range req.References {
 		if ref.Name == "" || ref.Subject == "" || ref.Version < 1 {
 			return nil, errInvalidSchema("Invalid schema: reference %+v needs a name, a subject and a version >= 1", ref)
@@ -188,7 +188,7 @@ type versionBody struct {
 	Version    int         `json:"version"`
 	ID         int         `json:"id"`
 	SchemaType string      `json:"schemaType,omitempty"`
-	References []Reference `json:"references,omitempty"`
+	References []reference `json:"references,omitempty"`
 	Schema     string      `json:"schema"`
 }
 
@@ -284,7 +284,7 @@ func (s *Server) handleSchemaByID(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, struct {
 		SchemaType string      `json:"schemaType,omitempty"`
-		References []Reference `json:"references,omitempty"`
+		References []reference `json:"references,omitempty"`
 		Schema     string      `json:"schema"`
 	}{schemaTypeField(sc.SchemaType), sc.References, sc.Schema})
 }
@@ -571,7 +571,7 @@ type registerBody struct {
 	ID         int         `json:"id"`
 	Version    int         `json:"version"`
 	SchemaType string      `json:"schemaType,omitempty"`
-	References []Reference `json:"references,omitempty"`
+	References []reference `json:"references,omitempty"`
 	Schema     string      `json:"schema"`
 }
 

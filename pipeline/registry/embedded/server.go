@@ -344,17 +344,17 @@ func (s *Server) parsedLocked(id int) (avro.Schema, error) {
 // their own references) into one cache, so that a schema using their types
 // can be parsed with it. With includeDeleted unset, references must name
 // live versions.
-func (s *Server) referenceCacheLocked(refs []Reference, includeDeleted bool) (*avro.SchemaCache, error) {
+func (s *Server) referenceCacheLocked(refs []reference, includeDeleted bool) (*avro.SchemaCache, error) {
 	cache := &avro.SchemaCache{}
-	visiting := map[Reference]bool{}
-	done := map[Reference]bool{}
-	var visit func(refs []Reference, depth int) error
-	visit = func(refs []Reference, depth int) error {
+	visiting := map[reference]bool{}
+	done := map[reference]bool{}
+	var visit func(refs []reference, depth int) error
+	visit = func(refs []reference, depth int) error {
 		if depth > 32 {
 			return errors.New("schema references nest too deeply")
 		}
 		for _, ref := range refs {
-			key := Reference{Subject: ref.Subject, Version: ref.Version}
+			key := reference{Subject: ref.Subject, Version: ref.Version}
 			if done[key] {
 				continue
 			}

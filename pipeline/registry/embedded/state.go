@@ -6,9 +6,9 @@ import (
 	"sort"
 )
 
-// Reference is a schema reference as carried in registration requests and
+// reference is a schema reference as carried in registration requests and
 // responses: the named type Name is defined by Subject at Version.
-type Reference struct {
+type reference struct {
 	Name    string `json:"name"`
 	Subject string `json:"subject"`
 	Version int    `json:"version"`
@@ -22,7 +22,7 @@ type storedSchema struct {
 	ID         int         `json:"id"`
 	SchemaType string      `json:"schemaType"`
 	Schema     string      `json:"schema"`
-	References []Reference `json:"references,omitempty"`
+	References []reference `json:"references,omitempty"`
 	// Key is the identity key (see identityKey); persisted so that replay
 	// needs no parsing.
 	Key string `json:"key"`
