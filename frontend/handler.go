@@ -202,8 +202,8 @@ func parseFeatures(body io.Reader, fields []schemas.Field, maxBody int64) (map[s
 			return nil, http.StatusBadRequest, fmt.Errorf("malformed JSON: %v", err)
 		}
 	}
-	if dec.More() {
-		return nil, http.StatusBadRequest, errors.New("malformed JSON: more than one value in the body")
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, http.StatusBadRequest, errors.New("malformed JSON: more than one value in the body, or something after the object")
 	}
 	if raw == nil {
 		return nil, http.StatusBadRequest, errors.New("request body must be a JSON object of features, got null")
@@ -269,6 +269,9 @@ func toNative(f schemas.Field, v any) (any, error) {
 			return nil, fmt.Errorf("field %q: %s is out of range for %s", f.Name, n, f.Type)
 		}
 		if f.Type == "float" {
+			if math.IsInf(float64(float32(x)), 0) {
+				return nil, fmt.Errorf("field %q: %s is out of range for float", f.Name, n)
+			}
 			return float32(x), nil
 		}
 		return x, nil

@@ -31,7 +31,7 @@ func TestDefaultsAreValid(t *testing.T) {
 		t.Fatalf("Defaults() does not validate: %v", err)
 	}
 	if d.Objective != "iris" || !reflect.DeepEqual(d.Kafka.Brokers, []string{"127.0.0.1:9092"}) ||
-		d.RegistryURL != "http://127.0.0.1:8081" || d.LogLevel != "info" {
+		d.RegistryURL != "http://127.0.0.1:8081" || d.LogLevel != "info" || d.Instance != "" || d.SessionTimeout < time.Second {
 		t.Fatalf("unexpected defaults %+v", d)
 	}
 }
@@ -56,6 +56,9 @@ func TestValidateNamesTheBadField(t *testing.T) {
 		{"key without cert", func(c *config.Common) { c.Kafka.TLSKeyFile = "k.pem" }, []string{"kafka-tls-cert and kafka-tls-key"}},
 		{"bad log level", func(c *config.Common) { c.LogLevel = "loud" }, []string{"log-level:", `"loud"`}},
 		{"empty log level", func(c *config.Common) { c.LogLevel = "" }, []string{"log-level:"}},
+		{"short session timeout", func(c *config.Common) { c.SessionTimeout = 500 * time.Millisecond }, []string{"session-timeout:", "500ms"}},
+		{"instance with a space", func(c *config.Common) { c.Instance = "a b" }, []string{"instance:", `"a b"`}},
+		{"instance with a slash", func(c *config.Common) { c.Instance = "a/b" }, []string{"instance:"}},
 		{"several at once", func(c *config.Common) {
 			c.Objective, c.Kafka.Brokers, c.RegistryURL, c.LogLevel = "", nil, "", "x"
 		}, []string{"objective:", "brokers:", "registry:", "log-level:"}},
@@ -74,7 +77,7 @@ func TestValidateNamesTheBadField(t *testing.T) {
 				}
 			}
 			// Only the fields at fault are named.
-			for _, other := range []string{"objective:", "brokers:", "registry:", "kafka-sasl-mechanism:", "kafka-sasl-user:", "kafka-tls-cert", "log-level:"} {
+			for _, other := range []string{"objective:", "brokers:", "registry:", "kafka-sasl-mechanism:", "kafka-sasl-user:", "kafka-tls-cert", "log-level:", "session-timeout:", "instance:"} {
 				if strings.Contains(err.Error(), other) && !containsAny(tt.want, other) {
 					t.Errorf("error %q also blames %q", err, other)
 				}
@@ -102,6 +105,8 @@ func TestValidateAccepts(t *testing.T) {
 		func(c *config.Common) { c.LogLevel = "WARN" },
 		func(c *config.Common) { c.LogLevel = "error" },
 		func(c *config.Common) { c.Objective = "fraud_v2-eu" },
+		func(c *config.Common) { c.Instance = "enricher-0" },
+		func(c *config.Common) { c.SessionTimeout = time.Second },
 	} {
 		c := config.Defaults()
 		mutate(&c)
@@ -145,7 +150,7 @@ func TestSplitList(t *testing.T) {
 var allEnv = []string{
 	"RDV_OBJECTIVE", "RDV_BROKERS", "RDV_KAFKA_TLS", "RDV_KAFKA_TLS_CA", "RDV_KAFKA_TLS_CERT", "RDV_KAFKA_TLS_KEY",
 	"RDV_KAFKA_SASL_MECHANISM", "RDV_KAFKA_SASL_USER", "RDV_KAFKA_SASL_PASSWORD", "RDV_REGISTRY_URL",
-	"RDV_REGISTRY_USER", "RDV_REGISTRY_PASSWORD", "RDV_HTTP_ADDR", "RDV_LOG_LEVEL",
+	"RDV_REGISTRY_USER", "RDV_REGISTRY_PASSWORD", "RDV_HTTP_ADDR", "RDV_LOG_LEVEL", "RDV_INSTANCE", "RDV_SESSION_TIMEOUT",
 }
 
 // clearEnv unsets every RDV_* variable for the test, restoring them after.
@@ -186,6 +191,8 @@ func TestRegisterReadsEnv(t *testing.T) {
 		"RDV_REGISTRY_PASSWORD":    "pw",
 		"RDV_HTTP_ADDR":            ":9100",
 		"RDV_LOG_LEVEL":            "debug",
+		"RDV_INSTANCE":             "enricher-1",
+		"RDV_SESSION_TIMEOUT":      "9s",
 	}
 	for k, v := range env {
 		t.Setenv(k, v)
@@ -196,15 +203,15 @@ func TestRegisterReadsEnv(t *testing.T) {
 	if err := fs.Parse(nil); err != nil {
 		t.Fatal(err)
 	}
-	want := config.Common{
-		Objective: "fraud",
-		Kafka: config.Kafka{
-			Brokers: []string{"k1:9092", "k2:9092"}, TLS: true, TLSCAFile: "/ca.pem", TLSCertFile: "/c.pem", TLSKeyFile: "/k.pem",
-			SASLMechanism: "PLAIN", SASLUser: "alice", SASLPassword: "secret",
-		},
-		RegistryURL: "https://sr:8081", RegistryUser: "bob", RegistryPass: "pw",
-		HTTPAddr: ":9100", LogLevel: "debug",
+	want := config.Defaults() // fields without a variable here keep their default
+	want.Objective = "fraud"
+	want.Kafka = config.Kafka{
+		Brokers: []string{"k1:9092", "k2:9092"}, TLS: true, TLSCAFile: "/ca.pem", TLSCertFile: "/c.pem", TLSKeyFile: "/k.pem",
+		SASLMechanism: "PLAIN", SASLUser: "alice", SASLPassword: "secret",
 	}
+	want.RegistryURL, want.RegistryUser, want.RegistryPass = "https://sr:8081", "bob", "pw"
+	want.HTTPAddr, want.LogLevel = ":9100", "debug"
+	want.Instance, want.SessionTimeout = "enricher-1", 9*time.Second
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("got  %+v\nwant %+v", c, want)
 	}
@@ -225,6 +232,8 @@ func TestFlagsOverrideEnv(t *testing.T) {
 	t.Setenv("RDV_REGISTRY_URL", "http://env:8081")
 	t.Setenv("RDV_LOG_LEVEL", "debug")
 	t.Setenv("RDV_HTTP_ADDR", ":1")
+	t.Setenv("RDV_INSTANCE", "env-0")
+	t.Setenv("RDV_SESSION_TIMEOUT", "20s")
 	var c config.Common
 	fs := flag.NewFlagSet("t", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -235,19 +244,21 @@ func TestFlagsOverrideEnv(t *testing.T) {
 		"-kafka-sasl-mechanism", "SCRAM-SHA-256", "-kafka-sasl-user", "u", "-kafka-sasl-password", "p",
 		"-registry-user", "ru", "-registry-password", "rp",
 		"-kafka-tls-ca", "ca", "-kafka-tls-cert", "c", "-kafka-tls-key", "k",
+		"-instance", "flag-1", "-session-timeout", "3s",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := config.Common{
-		Objective: "iris",
-		Kafka: config.Kafka{
-			Brokers: []string{"flag:9092"}, TLSCAFile: "ca", TLSCertFile: "c", TLSKeyFile: "k",
-			SASLMechanism: "SCRAM-SHA-256", SASLUser: "u", SASLPassword: "p",
-		},
-		RegistryURL: "http://flag:8081", RegistryUser: "ru", RegistryPass: "rp",
-		HTTPAddr: ":1", LogLevel: "warn", // http not given: the environment's
+	want := config.Defaults()
+	want.Objective = "iris"
+	want.Kafka = config.Kafka{
+		Brokers: []string{"flag:9092"}, TLSCAFile: "ca", TLSCertFile: "c", TLSKeyFile: "k",
+		SASLMechanism: "SCRAM-SHA-256", SASLUser: "u", SASLPassword: "p",
 	}
+	want.RegistryURL, want.RegistryUser, want.RegistryPass = "http://flag:8081", "ru", "rp"
+	want.HTTPAddr = ":1" // -http not given: the environment's
+	want.LogLevel = "warn"
+	want.Instance, want.SessionTimeout = "flag-1", 3*time.Second
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("got  %+v\nwant %+v", c, want)
 	}

@@ -96,8 +96,9 @@ func resolveUnion(branches []any, v any, ns string) (any, error) {
 		}
 		return nil, fmt.Errorf("null is not a branch of the reader's union")
 	}
-	// goavro wraps a non-null union value as {typeName: value}.
-	if m, ok := v.(map[string]any); ok && len(m) == 1 {
+	// goavro wraps a non-null union value as {typeName: value}. A map with
+	// one entry looks the same, so only a key that names a type counts.
+	if m, ok := v.(map[string]any); ok && len(m) == 1 && isTypeName(m, branches, ns) {
 		for wname, inner := range m {
 			for _, b := range branches {
 				if branchName(b, ns) == wname {
@@ -128,6 +129,22 @@ func resolveUnion(branches []any, v any, ns string) (any, error) {
 		}
 	}
 	return nil, fmt.Errorf("no branch of the reader's union takes %T", v)
+}
+
+var primitives = map[string]bool{"null": true, "boolean": true, "int": true, "long": true, "float": true, "double": true, "bytes": true, "string": true}
+
+func isTypeName(m map[string]any, branches []any, ns string) bool {
+	for k := range m {
+		if primitives[k] {
+			return true
+		}
+		for _, b := range branches {
+			if branchName(b, ns) == k {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func branchName(b any, ns string) string {
@@ -319,8 +336,17 @@ func defaultPrimitive(t string, def any) (any, error) {
 		s, _ := def.(string)
 		return s, nil
 	case "bytes":
+		// The specification writes a bytes default as a string whose code
+		// points 0-255 are the bytes.
 		s, _ := def.(string)
-		return []byte(s), nil
+		b := make([]byte, 0, len(s))
+		for _, r := range s {
+			if r > 255 {
+				return nil, fmt.Errorf("bytes default has code point %U above 255", r)
+			}
+			b = append(b, byte(r))
+		}
+		return b, nil
 	}
 	return def, nil
 }

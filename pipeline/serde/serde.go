@@ -14,11 +14,17 @@ import (
 	"sync"
 
 	"github.com/linkedin/goavro/v2"
+
+	"github.com/rendezvous-ml/rendezvous/pipeline/registry"
 )
 
 // ErrDecode marks a record that cannot be decoded: a poison record for the
 // dead-letter topic, never a reason to stop a stage.
 var ErrDecode = errors.New("undecodable record")
+
+// ErrUnknownSchema may be returned by a Registry for an id it does not
+// hold; registry.ErrNotFound is recognised too.
+var ErrUnknownSchema = errors.New("unknown schema id")
 
 // Registry is the part of the schema registry the serde needs.
 type Registry interface {
@@ -106,7 +112,12 @@ func (s *Serde) Writer(ctx context.Context, id int) (*Schema, error) {
 	}
 	text, err := s.reg.SchemaByID(ctx, id)
 	if err != nil {
-		return nil, fmt.Errorf("%w: writer schema %d: %w", ErrDecode, id, err)
+		if errors.Is(err, ErrUnknownSchema) || errors.Is(err, registry.ErrNotFound) {
+			return nil, fmt.Errorf("%w: writer schema %d is not in the registry: %w", ErrDecode, id, err)
+		}
+		// The registry is unreachable or slow: not the record's fault, so
+		// not a reason to dead-letter it. The caller retries.
+		return nil, fmt.Errorf("fetch writer schema %d: %w", id, err)
 	}
 	sc, err := Parse(text)
 	if err != nil {

@@ -93,6 +93,9 @@ func WithRetry(attempts int, m *Metrics) Middleware {
 				if err == nil || errors.Is(err, serde.ErrDecode) || errors.Is(err, ErrPoison) {
 					return out, err
 				}
+				if i == attempts-1 {
+					break
+				}
 				m.Records.WithLabelValues(r.Topic, "retried").Inc()
 				select {
 				case <-ctx.Done():

@@ -73,15 +73,23 @@ func Loop(ctx context.Context, cl *kgo.Client, h Handler, m *Metrics, log *slog.
 			}
 		})
 		var done []*kgo.Record
+		stopped := false
 		fs.EachRecord(func(r *kgo.Record) {
+			if stopped {
+				return
+			}
 			out, err := h(ctx, r)
 			if err != nil {
 				// Only a cancelled context gets here: the dead-letter wrapper
-				// absorbs everything else. Leave the record unmarked.
+				// absorbs everything else. Neither this record nor any after
+				// it may be marked, or a restart would skip it.
+				stopped = true
 				return
 			}
 			for _, o := range out {
-				cl.Produce(ctx, o, promise)
+				// Not ctx: what was handled must be written even when
+				// shutdown has begun.
+				cl.Produce(context.Background(), o, promise)
 			}
 			done = append(done, r)
 		})
@@ -100,6 +108,9 @@ func Loop(ctx context.Context, cl *kgo.Client, h Handler, m *Metrics, log *slog.
 			}
 			cl.MarkCommitRecords(done...)
 		}
+		// With kgo.BlockRebalanceOnPoll, a rebalance waits for this: the
+		// batch is handled and marked, so another member may take over.
+		cl.AllowRebalance()
 		if ctx.Err() != nil {
 			cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()

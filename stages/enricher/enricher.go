@@ -100,7 +100,6 @@ func Run(ctx context.Context, cfg Config) error {
 			kgo.ConsumeTopics(env.Topics.Requests),
 			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 			kgo.AutoCommitMarks(),
-			kgo.BlockRebalanceOnPoll(),
 		)
 		opts = append(opts, stage.GroupReadiness(env.Health, env.Log)...)
 		cl, err := env.Client(opts...)
@@ -110,19 +109,12 @@ func Run(ctx context.Context, cfg Config) error {
 		defer cl.Close()
 		env.WatchLag(ctx, cl, group)
 		h := stage.Chain(handler(env, table, enc),
-			stage.WithMetrics(env.Metrics),
 			stage.WithDeadLetter(env.Topics.DLQ, env.Name, env.Metrics, env.Log),
+			stage.WithMetrics(env.Metrics),
 			stage.WithRetry(5, env.Metrics),
 		)
-		return loop(ctx, cl, h, env)
+		return stage.Loop(ctx, cl, h, env.Metrics, env.Log)
 	})
-}
-
-func loop(ctx context.Context, cl *kgo.Client, h stage.Handler, env *stage.Env) error {
-	defer cl.AllowRebalance()
-	return stage.Loop(ctx, cl, func(ctx context.Context, r *kgo.Record) ([]*kgo.Record, error) {
-		return h(ctx, r)
-	}, env.Metrics, env.Log)
 }
 
 func handler(env *stage.Env, table *Table, enc *serde.Encoder) stage.Handler {

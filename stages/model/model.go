@@ -84,7 +84,13 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("model: kind http runs the model on the server at the url, but a model file (%s) is given too: drop one", c.ModelPath))
 		}
 		if err := c.OIP.Validate(); err != nil {
-			errs = append(errs, fmt.Errorf("kind http: %w", err))
+			each := []error{err}
+			if j, ok := err.(interface{ Unwrap() []error }); ok {
+				each = j.Unwrap()
+			}
+			for _, e := range each {
+				errs = append(errs, fmt.Errorf("kind http: %w", e))
+			}
 		}
 	default:
 		errs = append(errs, fmt.Errorf("kind: %q is not file or http", c.Kind))
@@ -176,8 +182,8 @@ func Run(ctx context.Context, cfg Config) error {
 			env.Log.Info("model loaded", "path", cfg.ModelPath, "features", m.Features(), "group", group)
 		}
 		h := stage.Chain(r.handle,
-			stage.WithMetrics(env.Metrics),
 			stage.WithDeadLetter(env.Topics.DLQ, "model-"+cfg.Name, env.Metrics, env.Log),
+			stage.WithMetrics(env.Metrics),
 			stage.WithRetry(5, env.Metrics),
 		)
 		return stage.Loop(ctx, cl, h, env.Metrics, env.Log)

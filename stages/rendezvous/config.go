@@ -32,6 +32,9 @@ func ParseModels(s string) ([]ModelSpec, error) {
 			return nil, fmt.Errorf("models: %q is not name:role[:budget]", item)
 		}
 		m := ModelSpec{Name: parts[0], Role: parts[1]}
+		if m.Name == "" {
+			return nil, fmt.Errorf("models: %q has no model name", item)
+		}
 		switch m.Role {
 		case "champion", "canary", "challenger", "shadow":
 		default:
@@ -41,6 +44,9 @@ func ParseModels(s string) ([]ModelSpec, error) {
 			d, err := time.ParseDuration(parts[2])
 			if err != nil {
 				return nil, fmt.Errorf("models: budget of %q: %w", m.Name, err)
+			}
+			if d < 0 {
+				return nil, fmt.Errorf("models: budget of %q is negative (%v)", m.Name, d)
 			}
 			m.Budget = d
 		}
@@ -100,6 +106,8 @@ func (c Config) Validate() error {
 	}
 	if answering == 0 {
 		errs = append(errs, errors.New("models: at least one champion or canary is required"))
+	} else if err := (policy.Priority{Order: c.order(), SLA: time.Hour}).Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Grace < 0 {
 		errs = append(errs, fmt.Errorf("grace: %v must not be negative", c.Grace))
