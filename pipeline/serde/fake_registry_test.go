@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"sync"
+
+	"github.com/rendezvous-ml/rendezvous/pipeline/serde"
 )
 
 // memRegistry is an in-memory serde.Registry: schemas by id, with an
@@ -29,7 +31,7 @@ func (r *memRegistry) SchemaByID(_ context.Context, id int) (string, error) {
 	}
 	s, ok := r.byID[id]
 	if !ok {
-		return "", fmt.Errorf("schema %d not found", id)
+		return "", fmt.Errorf("schema %d: %w", id, serde.ErrUnknownSchema)
 	}
 	return s, nil
 }
