@@ -70,7 +70,7 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("objectives: at least one is required"))
 	}
 	for _, o := range c.Objectives {
-		if _, err := schemas.For(o); err != nil {
+		if _, err := schemas.Load(c.Common.SchemasDir, o); err != nil {
 			errs = append(errs, fmt.Errorf("objectives: %w", err))
 		}
 	}
@@ -160,7 +160,7 @@ func newServer(ctx context.Context, cfg Config, env *stage.Env) (*Server, error)
 	env.Reg.MustRegister(s.calls, s.latency, s.orphans)
 
 	for _, name := range cfg.Objectives {
-		set, err := schemas.For(name)
+		set, err := schemas.Load(cfg.Common.SchemasDir, name)
 		if err != nil {
 			return nil, err
 		}
@@ -169,6 +169,9 @@ func newServer(ctx context.Context, cfg Config, env *stage.Env) (*Server, error)
 			return nil, err
 		}
 		ts := topics.For(name)
+		if err := env.RequireReadable(ctx, ts.Results, schemas.Result); err != nil {
+			return nil, err
+		}
 		enc, err := env.Serde.Encoder(ctx, topics.Subject(ts.Requests), set.Text[schemas.Request])
 		if err != nil {
 			return nil, err

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"sort"
 )
 
@@ -52,16 +53,34 @@ func Objectives() []string {
 	return out
 }
 
-// For returns an objective's schemas: its own request and input records and
-// the common score, result, decision and context records.
-func For(objective string) (Set, error) {
+// For returns an objective's schemas as this build embeds them: its own
+// request and input records and the common score, result, decision and
+// context records.
+func For(objective string) (Set, error) { return load(files, objective) }
+
+// FromDir returns an objective's schemas from a directory laid out like
+// this package (common/*.avsc and <objective>/*.avsc): the working tree's
+// schemas for `rdv schemas`, or a newer contract a stage is told to use.
+func FromDir(dir, objective string) (Set, error) {
+	return load(os.DirFS(dir), objective)
+}
+
+// Load is FromDir when dir is set, else For: the schemas a stage runs with.
+func Load(dir, objective string) (Set, error) {
+	if dir == "" {
+		return For(objective)
+	}
+	return FromDir(dir, objective)
+}
+
+func load(fsys fs.FS, objective string) (Set, error) {
 	s := Set{Objective: objective, Text: map[Kind]string{}}
 	for _, k := range Kinds {
 		dir := "common"
 		if k == Request || k == Input {
 			dir = objective
 		}
-		b, err := files.ReadFile(dir + "/" + string(k) + ".avsc")
+		b, err := fs.ReadFile(fsys, dir+"/"+string(k)+".avsc")
 		if err != nil {
 			if dir == objective {
 				return Set{}, fmt.Errorf("schemas for objective %q: %w", objective, ErrUnknownObjective)

@@ -30,6 +30,7 @@ func main() {
 	fs.StringVar(&cfg.Version, "version", config.Env("RDV_MODEL_VERSION", ""), "model version (default: the file's)")
 	fs.StringVar(&cfg.Role, "role", config.Env("RDV_MODEL_ROLE", cfg.Role), "champion, canary, challenger or shadow")
 	fs.StringVar(&cfg.Group, "group", cfg.Group, "consumer group (default rdv.<objective>.model.<name>)")
+	fs.BoolVar(&cfg.FromStart, "from-start", cfg.FromStart, "a new consumer group starts at the oldest input rather than the newest (score history; use with -max-staleness 0)")
 	fs.DurationVar(&cfg.MaxStaleness, "max-staleness", cfg.MaxStaleness, "skip inputs whose deadline passed longer ago than this (0 scores all)")
 	_ = fs.Parse(os.Args[1:])
 	stage.Main("model-runner", func(ctx context.Context) error { return model.Run(ctx, cfg) })

@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -17,13 +18,19 @@ import (
 	"github.com/rendezvous-ml/rendezvous/connectors/archive"
 	"github.com/rendezvous-ml/rendezvous/ops/dev"
 	"github.com/rendezvous-ml/rendezvous/pipeline/config"
+	"github.com/rendezvous-ml/rendezvous/pipeline/contract"
+	"github.com/rendezvous-ml/rendezvous/pipeline/registry"
 	"github.com/rendezvous-ml/rendezvous/pipeline/stage"
+	"github.com/rendezvous-ml/rendezvous/schemas"
 )
 
 const usage = `rdv: the Rendezvous operator CLI
 
   rdv dev                      run the whole pipeline on this machine (embedded broker and registry by default)
   rdv provision                create an objective's topics and register its schemas on a cluster
+  rdv schemas check            compare the working tree's schemas with the registry; non-zero exit if incompatible
+  rdv schemas register         register the working tree's schemas
+  rdv schemas diff             show field by field what changed against the registry
   rdv archive ls               list archive files with their offset ranges and counts
   rdv archive cat [-id ID]     print archived records as JSON lines
   rdv archive verify           check the archive against the topics: no gap, no overlap, counts
@@ -42,6 +49,12 @@ func main() {
 		err = runDev(os.Args[2:])
 	case "provision":
 		err = runProvision(os.Args[2:])
+	case "schemas":
+		if len(os.Args) < 3 {
+			fmt.Fprint(os.Stderr, usage)
+			os.Exit(2)
+		}
+		err = runSchemas(os.Args[2], os.Args[3:])
 	case "archive":
 		if len(os.Args) < 3 {
 			fmt.Fprint(os.Stderr, usage)
@@ -77,6 +90,7 @@ func runDev(args []string) error {
 	fs.IntVar(&cfg.HTTPPortBase, "http-port-base", cfg.HTTPPortBase, "first port of the stages' health and metrics servers")
 	partitions := fs.Int("partitions", int(cfg.Partitions), "partitions of the objective's topics")
 	fs.DurationVar(&cfg.SLA, "sla", cfg.SLA, "answer deadline")
+	budget := fs.Duration("champion-budget", cfg.Models[0].Budget, "how long the rendezvous waits for the champion before the canary may answer")
 	fs.StringVar(&cfg.DefaultResult, "default-result", cfg.DefaultResult, "answer when no model answers within the SLA")
 	fs.DurationVar(&cfg.ArchiveRotate, "archive-rotate", cfg.ArchiveRotate, "how often the log connector finishes an archive file")
 	fs.DurationVar(&cfg.RestartDelay, "restart-delay", cfg.RestartDelay, "first wait before a stage that died is started again (doubles up to 10s)")
@@ -84,6 +98,11 @@ func runDev(args []string) error {
 	_ = fs.Parse(args)
 	cfg.Brokers = config.SplitList(*brokers)
 	cfg.Partitions = int32(*partitions)
+	for i := range cfg.Models {
+		if cfg.Models[i].Role == "champion" {
+			cfg.Models[i].Budget = *budget
+		}
+	}
 	log := (config.Common{LogLevel: "info", Objective: cfg.Objective}).Logger("rdv-dev")
 	var err error
 	stage.Main("rdv dev", func(ctx context.Context) error {
@@ -190,4 +209,94 @@ func runArchive(sub string, args []string) error {
 		return nil
 	}
 	return fmt.Errorf("unknown archive command %q: ls, cat or verify", sub)
+}
+
+func runSchemas(sub string, args []string) error {
+	var c config.Common
+	fs := flag.NewFlagSet("rdv schemas "+sub, flag.ExitOnError)
+	c.Register(fs)
+	dir := fs.String("dir", "schemas", "the schemas to check or register (common/ and <objective>/)")
+	_ = fs.Parse(args)
+	set, err := schemas.FromDir(*dir, c.Objective)
+	if err != nil {
+		return fmt.Errorf("schemas in %s: %w", *dir, err)
+	}
+	rc, err := registry.New(registry.Config{URL: c.RegistryURL, Username: c.RegistryUser, Password: c.RegistryPass})
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	switch sub {
+	case "check":
+		findings, err := contract.Check(ctx, rc, set)
+		if err != nil {
+			return err
+		}
+		bad := 0
+		fmt.Printf("%-32s %-7s %s\n", "SUBJECT", "LATEST", "VERDICT")
+		for _, f := range findings {
+			latest := "-"
+			if f.Latest > 0 {
+				latest = fmt.Sprintf("v%d", f.Latest)
+			}
+			verdict := "compatible, new subject"
+			switch {
+			case !f.Compatible:
+				verdict = "INCOMPATIBLE"
+				bad++
+			case f.Unchanged:
+				verdict = "unchanged"
+			case f.Latest > 0:
+				verdict = "compatible, changed"
+			}
+			fmt.Printf("%-32s %-7s %s\n", f.Subject.Subject, latest, verdict)
+			for _, m := range f.Messages {
+				fmt.Printf("    %s\n", m)
+			}
+		}
+		if bad > 0 {
+			return fmt.Errorf("schemas check: %d subject(s) would be rejected by the registry", bad)
+		}
+		fmt.Printf("schemas check: %d subjects compatible\n", len(findings))
+		return nil
+	case "register":
+		ids, err := contract.Register(ctx, rc, set)
+		for _, s := range contract.Subjects(c.Objective) {
+			if id, ok := ids[s.Subject]; ok {
+				fmt.Printf("%-32s id %d\n", s.Subject, id)
+			}
+		}
+		return err
+	case "diff":
+		changed := 0
+		for _, s := range contract.Subjects(c.Objective) {
+			_, latest, version, err := rc.Latest(ctx, s.Subject)
+			if errors.Is(err, registry.ErrNotFound) {
+				fmt.Printf("%s: not registered yet\n", s.Subject)
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			changes, err := contract.Diff(latest, set.Text[s.Kind])
+			if err != nil {
+				return err
+			}
+			if len(changes) == 0 {
+				continue
+			}
+			changed++
+			fmt.Printf("%s (registry v%d -> %s):\n", s.Subject, version, *dir)
+			for _, ch := range changes {
+				fmt.Printf("    %s\n", ch)
+			}
+		}
+		if changed == 0 {
+			fmt.Println("no field differs from the registry's latest versions")
+		}
+		return nil
+	}
+	return fmt.Errorf("unknown schemas command %q: check, register or diff", sub)
 }

@@ -22,7 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/rendezvous-ml/rendezvous/pipeline/config"
+	"github.com/rendezvous-ml/rendezvous/pipeline/contract"
 	"github.com/rendezvous-ml/rendezvous/pipeline/registry"
 	"github.com/rendezvous-ml/rendezvous/pipeline/registry/embedded"
 	"github.com/rendezvous-ml/rendezvous/pipeline/serde"
@@ -231,43 +231,23 @@ func Provision(ctx context.Context, brokers []string, registryURL, objective str
 	if err != nil {
 		return err
 	}
-	ids, err := RegisterSchemas(pctx, rc, objective)
-	if err != nil {
+	if _, err := RegisterSchemas(pctx, rc, objective); err != nil {
 		return err
 	}
-	return seedContext(pctx, cl, serde.New(rc), objective, ids)
+	return seedContext(pctx, cl, serde.New(rc), objective)
 }
 
-// RegisterSchemas registers an objective's schemas under each topic's
-// subject and returns the ids by kind.
-func RegisterSchemas(ctx context.Context, rc registry.Client, objective string) (map[schemas.Kind]int, error) {
+// RegisterSchemas registers an objective's built-in schemas under each
+// topic's subject.
+func RegisterSchemas(ctx context.Context, rc registry.Client, objective string) (map[string]int, error) {
 	set, err := schemas.For(objective)
 	if err != nil {
 		return nil, err
 	}
-	ts := topics.For(objective)
-	subjects := map[schemas.Kind][]string{
-		schemas.Request:  {ts.Requests},
-		schemas.Input:    {ts.Inputs, ts.Decoy},
-		schemas.Score:    {ts.Scores},
-		schemas.Result:   {ts.Results},
-		schemas.Decision: {ts.Decisions},
-		schemas.Context:  {ts.Context},
-	}
-	ids := map[schemas.Kind]int{}
-	for _, k := range schemas.Kinds {
-		for _, t := range subjects[k] {
-			id, err := rc.Register(ctx, topics.Subject(t), set.Text[k])
-			if err != nil {
-				return nil, fmt.Errorf("register %s: %w", topics.Subject(t), err)
-			}
-			ids[k] = id
-		}
-	}
-	return ids, nil
+	return contract.Register(ctx, rc, set)
 }
 
-func seedContext(ctx context.Context, cl *kgo.Client, sd *serde.Serde, objective string, _ map[schemas.Kind]int) error {
+func seedContext(ctx context.Context, cl *kgo.Client, sd *serde.Serde, objective string) error {
 	ts := topics.For(objective)
 	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, ts.Context)
 	if err != nil {
@@ -386,5 +366,3 @@ func printTable(out io.Writer, procs []*Proc, brokers []string, regURL string, c
 		fmt.Fprintln(out, "es-connector: off (no Elasticsearch configured; set RDV_ES_URL or pass -es-url to turn it on)")
 	}
 }
-
-var _ = config.Env

@@ -50,6 +50,9 @@ type Common struct {
 	Instance string
 	// SessionTimeout is how long the group waits for a silent member.
 	SessionTimeout time.Duration
+	// SchemasDir, when set, replaces the schemas built into the binary:
+	// a stage can run a newer contract without a rebuild.
+	SchemasDir string
 }
 
 // Defaults returns the embedded-stack defaults of `rdv dev`.
@@ -137,6 +140,7 @@ func (c *Common) Register(fs *flag.FlagSet) {
 	c.HTTPAddr = Env("RDV_HTTP_ADDR", d.HTTPAddr)
 	c.LogLevel = Env("RDV_LOG_LEVEL", d.LogLevel)
 	c.Instance = Env("RDV_INSTANCE", "")
+	c.SchemasDir = Env("RDV_SCHEMAS_DIR", "")
 	c.SessionTimeout = EnvDuration("RDV_SESSION_TIMEOUT", d.SessionTimeout)
 
 	fs.StringVar(&c.Objective, "objective", c.Objective, "business objective whose topics this stage serves (env RDV_OBJECTIVE)")
@@ -154,6 +158,7 @@ func (c *Common) Register(fs *flag.FlagSet) {
 	fs.StringVar(&c.HTTPAddr, "http", c.HTTPAddr, "address for /healthz, /readyz and /metrics (env RDV_HTTP_ADDR)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (env RDV_LOG_LEVEL)")
 	fs.StringVar(&c.Instance, "instance", c.Instance, "name of this replica: static group member id and transactional id suffix (env RDV_INSTANCE)")
+	fs.StringVar(&c.SchemasDir, "schemas", c.SchemasDir, "directory of Avro schemas (common/, <objective>/) replacing the built-in ones (env RDV_SCHEMAS_DIR)")
 	fs.DurationVar(&c.SessionTimeout, "session-timeout", c.SessionTimeout, "consumer group session timeout (env RDV_SESSION_TIMEOUT)")
 }
 

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/rendezvous-ml/rendezvous/pipeline/config"
+	"github.com/rendezvous-ml/rendezvous/pipeline/contract"
 	"github.com/rendezvous-ml/rendezvous/pipeline/registry"
 	"github.com/rendezvous-ml/rendezvous/pipeline/serde"
 	"github.com/rendezvous-ml/rendezvous/pipeline/topics"
@@ -39,7 +40,7 @@ func NewEnv(name string, cfg config.Common) (*Env, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("%s config: %w", name, err)
 	}
-	set, err := schemas.For(cfg.Objective)
+	set, err := schemas.Load(cfg.SchemasDir, cfg.Objective)
 	if err != nil {
 		return nil, err
 	}
@@ -118,6 +119,16 @@ func (e *Env) Run(ctx context.Context, work func(ctx context.Context) error) err
 		return nil
 	})
 	return g.Wait()
+}
+
+// RequireReadable refuses to start a stage whose reader schema of kind k
+// cannot read what the registry holds for topic: better a clear error at
+// start than every record dead-lettered.
+func (e *Env) RequireReadable(ctx context.Context, topic string, k schemas.Kind) error {
+	if err := contract.RequireReadable(ctx, e.Registry, topic, e.Schemas.Text[k]); err != nil {
+		return fmt.Errorf("%s cannot start: %w", e.Name, err)
+	}
+	return nil
 }
 
 // GroupOpts joins group with the stage's session timeout and, when the

@@ -45,6 +45,9 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.Group = "rdv." + cfg.Common.Objective + ".decoy"
 	}
 	return env.Run(ctx, func(ctx context.Context) error {
+		if err := env.RequireReadable(ctx, env.Topics.Inputs, schemas.Input); err != nil {
+			return err
+		}
 		// The decoy log carries the inputs' bytes as they are, so its subject
 		// holds the input schema: the same text gets the same id.
 		if _, err := env.Encoder(ctx, env.Topics.Decoy, schemas.Input); err != nil {

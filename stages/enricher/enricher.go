@@ -82,6 +82,11 @@ func Run(ctx context.Context, cfg Config) error {
 		group = "rdv." + cfg.Common.Objective + ".enricher"
 	}
 	return env.Run(ctx, func(ctx context.Context) error {
+		for topic, k := range map[string]schemas.Kind{env.Topics.Requests: schemas.Request, env.Topics.Context: schemas.Context} {
+			if err := env.RequireReadable(ctx, topic, k); err != nil {
+				return err
+			}
+		}
 		table := &Table{rows: map[string]map[string]any{}}
 		tail, err := loadTable(ctx, env, table)
 		if err != nil {

@@ -55,6 +55,9 @@ type Config struct {
 	// after a restart the runner catches up instead of scoring requests that
 	// were answered long ago. Zero scores everything.
 	MaxStaleness time.Duration
+	// FromStart makes a new consumer group start at the beginning of the
+	// inputs instead of their end: a new model version scores history.
+	FromStart bool
 }
 
 // Defaults returns the runner defaults.
@@ -149,6 +152,9 @@ func Run(ctx context.Context, cfg Config) error {
 				cfg.Version = remote.Version()
 			}
 		}
+		if err := env.RequireReadable(ctx, env.Topics.Inputs, schemas.Input); err != nil {
+			return err
+		}
 		enc, err := env.Encoder(ctx, env.Topics.Scores, schemas.Score)
 		if err != nil {
 			return err
@@ -156,7 +162,7 @@ func Run(ctx context.Context, cfg Config) error {
 		opts := append(stage.HotPathOpts(), env.GroupOpts(group)...)
 		opts = append(opts,
 			kgo.ConsumeTopics(env.Topics.Inputs),
-			kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()),
+			kgo.ConsumeResetOffset(startOffset(cfg.FromStart)),
 			kgo.AutoCommitMarks(),
 		)
 		opts = append(opts, stage.GroupReadiness(env.Health, env.Log)...)
@@ -292,4 +298,11 @@ func predict(m evaluator.Model, in map[string]any) (evaluator.Prediction, error)
 		return dp.PredictBefore(context.Background(), x, deadline)
 	}
 	return m.Predict(x)
+}
+
+func startOffset(fromStart bool) kgo.Offset {
+	if fromStart {
+		return kgo.NewOffset().AtStart()
+	}
+	return kgo.NewOffset().AtEnd()
 }

@@ -167,6 +167,11 @@ func newStage(ctx context.Context, cfg Config, env *stage.Env) (*stageState, err
 	for _, m := range cfg.Models {
 		s.all[m.Name] = m
 	}
+	for topic, k := range map[string]schemas.Kind{env.Topics.Requests: schemas.Request, env.Topics.Scores: schemas.Score} {
+		if err := env.RequireReadable(ctx, topic, k); err != nil {
+			return nil, err
+		}
+	}
 	var err error
 	if s.resultE, err = env.Encoder(ctx, env.Topics.Results, schemas.Result); err != nil {
 		return nil, err

@@ -4,14 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"math"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -116,7 +113,10 @@ func TestMLServer(t *testing.T) {
 		// rdv dev runs the file models. Its champion dt is replaced by a
 		// runner of kind http under the same name, so the rendezvous stage
 		// answers with MLServer's predictions; -version tells them apart.
-		s := stack.Start(t, stack.Options{SLA: 200 * time.Millisecond, RestartDelay: time.Minute})
+		// The champion is one HTTP hop further away than the built-in
+		// models: give it most of a longer SLA, so a loaded machine does not
+		// turn its answers into canary fallbacks.
+		s := stack.Start(t, stack.Options{SLA: 500 * time.Millisecond, RestartDelay: time.Minute, Extra: []string{"-champion-budget", "450ms"}})
 		s.Kill("model-dt")
 		addr := startHTTPRunner(t, s, url, exp)
 		if err := s.WaitReady("model-dt (http)", addr, 60*time.Second); err != nil {
@@ -192,51 +192,10 @@ func loadMLServerExpected(t *testing.T) mlserverExpected {
 // returns its health address; the runner is stopped when the test ends.
 func startHTTPRunner(t *testing.T, s *stack.Stack, url string, exp mlserverExpected) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	logPath := filepath.Join(t.TempDir(), "model-dt-http.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(filepath.Join(stack.Binaries(t), "model-runner"),
+	return s.StartStage("model-dt-http", "model-runner",
 		"-kind", "http", "-url", url, "-remote-model", exp.Model,
 		"-features", strings.Join(exp.Features, ","), "-classes", strings.Join(exp.Classes, ","),
 		"-proba-output", "predict_proba",
 		"-name", "dt", "-version", "mlserver", "-role", "champion",
 		"-group", "rdv."+s.Objective+".model.dt-http")
-	cmd.Env = append(os.Environ(),
-		"RDV_BROKERS="+strings.Join(s.Brokers, ","),
-		"RDV_REGISTRY_URL="+s.RegistryURL,
-		"RDV_OBJECTIVE="+s.Objective,
-		"RDV_HTTP_ADDR="+addr,
-	)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); logf.Close(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-			if len(lines) > 30 {
-				lines = lines[len(lines)-30:]
-			}
-			t.Logf("--- model-dt (http) log (last %d lines)\n%s", len(lines), strings.Join(lines, "\n"))
-		}
-	})
-	return addr
 }

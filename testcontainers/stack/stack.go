@@ -424,3 +424,74 @@ func (s *Stack) Addr(stage string) (string, error) {
 	}
 	return strings.TrimSpace(string(b)), nil
 }
+
+// StartStage runs one more stage process from the built binaries beside
+// the stack's own (a second enricher, a new model version...), connected to
+// the stack's broker and registry, and returns its health address. It is
+// stopped with SIGTERM when the test ends; on failure its log is printed.
+func (s *Stack) StartStage(name, binary string, args ...string) string {
+	s.t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	logPath := filepath.Join(s.Dir, "log", name+".log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(Binaries(s.t), binary), args...)
+	cmd.Env = append(os.Environ(),
+		"RDV_BROKERS="+strings.Join(s.Brokers, ","),
+		"RDV_REGISTRY_URL="+s.RegistryURL,
+		"RDV_OBJECTIVE="+s.Objective,
+		"RDV_HTTP_ADDR="+addr,
+		"RDV_INSTANCE="+name,
+	)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); logf.Close(); close(exited) }()
+	s.t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		if s.t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+			if len(lines) > 30 {
+				lines = lines[len(lines)-30:]
+			}
+			s.t.Logf("--- %s (last %d lines)\n%s", name, len(lines), strings.Join(lines, "\n"))
+		}
+	})
+	return addr
+}
+
+// RunCLI runs bin/rdv with args against the stack's registry and brokers
+// and returns its combined output and exit error.
+func (s *Stack) RunCLI(args ...string) (string, error) {
+	s.t.Helper()
+	root, err := Root()
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(Binaries(s.t), "rdv"), args...)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(),
+		"RDV_BROKERS="+strings.Join(s.Brokers, ","),
+		"RDV_REGISTRY_URL="+s.RegistryURL,
+		"RDV_OBJECTIVE="+s.Objective,
+		"RDV_ARCHIVE_DIR="+filepath.Join(s.Dir, "archive"),
+	)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
