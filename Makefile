@@ -34,3 +34,22 @@ kafka-stop:
 
 clean:
 	rm -rf $(BIN) var
+
+# Kibana: import the rendezvous data views, visualizations and dashboard
+# (ops/kibana/rendezvous.ndjson) into a Kibana 8, replacing earlier copies.
+#   make kibana-import KIBANA_URL=http://localhost:5601 [KIBANA_AUTH=user:password] [KIBANA_SPACE=space-id]
+.PHONY: kibana-import
+KIBANA_NDJSON ?= ops/kibana/rendezvous.ndjson
+kibana-import:
+	@if [ -z "$(KIBANA_URL)" ]; then \
+	  echo "kibana-import: KIBANA_URL is not set; run: make kibana-import KIBANA_URL=http://localhost:5601" >&2; exit 2; fi
+	@base="$(KIBANA_URL)"; base="$${base%/}"; \
+	if [ -n "$(KIBANA_SPACE)" ]; then base="$$base/s/$(KIBANA_SPACE)"; fi; \
+	echo "POST $$base/api/saved_objects/_import?overwrite=true  <- $(KIBANA_NDJSON)"; \
+	out=$$(curl -sS --fail-with-body -X POST "$$base/api/saved_objects/_import?overwrite=true" \
+	  -H 'kbn-xsrf: true' $(if $(KIBANA_AUTH),-u '$(KIBANA_AUTH)') \
+	  --form file=@$(KIBANA_NDJSON)); rc=$$?; \
+	echo "$$out"; \
+	if [ $$rc -ne 0 ]; then echo "kibana-import: the import request failed (curl exit $$rc)" >&2; exit 1; fi; \
+	if printf '%s' "$$out" | grep -Eq '"success" *: *true'; then echo "kibana-import: done"; \
+	else echo "kibana-import: Kibana reported errors (see above)" >&2; exit 1; fi

@@ -36,7 +36,13 @@ type Score struct {
 type Outcome struct {
 	Decided bool
 	Reason  string
-	Winner  *Score // nil for the default answer
+	// Policy names the policy that produced the outcome ("priority", "ab",
+	// "latest", "ensemble", "tenant"). Priority.Decide leaves it empty; the
+	// Engine always sets it.
+	Policy string
+	// Arm is the A/B arm the request fell in, when the policy splits.
+	Arm    string
+	Winner *Score // nil for the default answer
 	// WakeAt is, when not decided, the elapsed time at which the decision
 	// may change without a new score arriving.
 	WakeAt time.Duration
