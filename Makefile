@@ -25,6 +25,7 @@ fmt:
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(GO) run ./bench/archive
 
 kafka-start:
 	ops/kafka/kafka.sh start

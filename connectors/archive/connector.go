@@ -4,8 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,26 +12,31 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/rendezvous-ml/rendezvous/pipeline/config"
-	"github.com/rendezvous-ml/rendezvous/pipeline/serde"
 	"github.com/rendezvous-ml/rendezvous/pipeline/stage"
 )
 
 // Config is the log connector's configuration.
 type Config struct {
 	Common config.Common
-	// Dir is the archive's root directory.
+	// Dir is the archive's root directory, used when Storage is nil.
 	Dir string
+	// Storage is where the archive lives (see blobstore.Open for URLs);
+	// nil means the local directory Dir. Its opener closes it.
+	Storage Store
 	// Topics to archive; empty means every log topic of the objective.
 	Topics []string
 	// RotateBytes finishes a file once it reaches this size.
 	RotateBytes int64
 	// RotateInterval finishes a file this long after its first record.
 	RotateInterval time.Duration
+	// RetryDelay is how long the connector waits after a failed write
+	// (disk full, store unreachable, registry down) before trying again.
+	RetryDelay time.Duration
 }
 
 // Defaults returns the log connector defaults.
 func Defaults() Config {
-	return Config{Common: config.Defaults(), Dir: "var/archive", RotateBytes: 64 << 20, RotateInterval: 5 * time.Second}
+	return Config{Common: config.Defaults(), Dir: "var/archive", RotateBytes: 64 << 20, RotateInterval: 5 * time.Second, RetryDelay: 2 * time.Second}
 }
 
 // Validate names the bad field.
@@ -41,7 +45,7 @@ func (c Config) Validate() error {
 	if err := c.Common.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	if c.Dir == "" {
+	if c.Dir == "" && c.Storage == nil {
 		errs = append(errs, errors.New("dir: the archive directory is required"))
 	}
 	if c.RotateBytes < 1024 {
@@ -49,6 +53,9 @@ func (c Config) Validate() error {
 	}
 	if c.RotateInterval <= 0 {
 		errs = append(errs, fmt.Errorf("rotate-interval: %v must be positive", c.RotateInterval))
+	}
+	if c.RetryDelay < 0 {
+		errs = append(errs, fmt.Errorf("retry-delay: %v is negative", c.RetryDelay))
 	}
 	return errors.Join(errs...)
 }
@@ -60,14 +67,29 @@ type connMetrics struct {
 	paused  prometheus.Gauge
 }
 
-// Connector is a running log connector.
+// Connector is a running log connector: a Kafka consumer of the log topics
+// in front of an Archiver.
 type Connector struct {
-	cfg     Config
-	env     *stage.Env
-	cl      *kgo.Client
-	writers map[string]map[int32]*partWriter
-	m       connMetrics
+	cfg  Config
+	env  *stage.Env
+	st   Store
+	cl   *kgo.Client
+	arch *Archiver
+	m    connMetrics
+
+	// Dead-letter records produced since the last flush, and the first
+	// error among them.
+	dlqSent bool
+	dlqMu   sync.Mutex
+	dlqErr  error
 }
+
+var (
+	// errRegistry marks a failure to reach the schema registry.
+	errRegistry = errors.New("registry unreachable")
+	// errDeadLetter marks a failure to produce to the dead-letter topic.
+	errDeadLetter = errors.New("dead-letter")
+)
 
 // Run archives until ctx ends, then finishes the files in hand.
 func Run(ctx context.Context, cfg Config) error {
@@ -78,21 +100,36 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	if len(cfg.Topics) == 0 {
-		cfg.Topics = env.Topics.Logs()
-	}
+	defer env.Registry.Close()
 	return env.Run(ctx, func(ctx context.Context) error {
 		c, err := New(ctx, cfg, env)
 		if err != nil {
 			return err
 		}
-		return c.loop(ctx)
+		return c.Run(ctx)
 	})
 }
 
-// New positions a connector where the archive says it stopped.
+// New positions a connector where the archive says it stopped: it lists
+// the archive in cfg.Storage (or cfg.Dir), deletes temporary leftovers, and
+// assigns each partition of cfg.Topics (every log topic of the objective
+// when empty) from the offset after its last archived record. Its metrics
+// go to env.Reg; Run drives it.
 func New(ctx context.Context, cfg Config, env *stage.Env) (*Connector, error) {
-	files, err := Scan(cfg.Dir, cfg.Common.Objective, true)
+	if cfg.RetryDelay == 0 {
+		cfg.RetryDelay = Defaults().RetryDelay
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("log connector config: %w", err)
+	}
+	if len(cfg.Topics) == 0 {
+		cfg.Topics = env.Topics.Logs()
+	}
+	st := cfg.Storage
+	if st == nil {
+		st = NewLocalStore(cfg.Dir)
+	}
+	files, err := ScanStore(ctx, st, cfg.Common.Objective, true)
 	if err != nil {
 		return nil, err
 	}
@@ -107,6 +144,8 @@ func New(ctx context.Context, cfg Config, env *stage.Env) (*Connector, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start offsets: %w", err)
 	}
+	c := &Connector{cfg: cfg, env: env, st: st}
+	c.arch = NewArchiver(st, env.Serde, ArchiverConfig{Objective: cfg.Common.Objective, RotateBytes: cfg.RotateBytes, RotateInterval: cfg.RotateInterval})
 	assign := map[string]map[int32]kgo.Offset{}
 	starts.Each(func(lo kadm.ListedOffset) {
 		if lo.Err != nil {
@@ -120,13 +159,13 @@ func New(ctx context.Context, cfg Config, env *stage.Env) (*Connector, error) {
 			assign[lo.Topic] = map[int32]kgo.Offset{}
 		}
 		assign[lo.Topic][lo.Partition] = kgo.NewOffset().At(at)
+		c.arch.SetPosition(lo.Topic, lo.Partition, at)
 	})
 	for _, t := range cfg.Topics {
 		if _, ok := assign[t]; !ok {
 			return nil, fmt.Errorf("topic %s: not found (create the objective's topics first: rdv topics create)", t)
 		}
 	}
-	c := &Connector{cfg: cfg, env: env, writers: map[string]map[int32]*partWriter{}}
 	c.m = connMetrics{
 		files: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rdv_log_connector_files_total", Help: "Archive files finished, by topic.",
@@ -142,15 +181,26 @@ func New(ctx context.Context, cfg Config, env *stage.Env) (*Connector, error) {
 		}),
 	}
 	env.Reg.MustRegister(c.m.files, c.m.bytes, c.m.records, c.m.paused)
+	c.arch.BeforeCommit = c.flushDLQ
+	c.arch.Committed = func(f File, records, size int64) {
+		c.m.files.WithLabelValues(f.Topic).Inc()
+		c.m.bytes.Add(float64(size))
+		c.m.records.WithLabelValues(f.Topic).Add(float64(records))
+		c.m.paused.Set(0)
+	}
 	c.cl, err = env.Client(kgo.ConsumePartitions(assign), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxWait(time.Second))
 	if err != nil {
 		return nil, err
 	}
-	env.Log.Info("archive positioned", "dir", cfg.Dir, "files", len(files), "topics", cfg.Topics)
+	env.Log.Info("archive positioned", "store", st.String(), "files", len(files), "topics", cfg.Topics)
 	return c, nil
 }
 
-func (c *Connector) loop(ctx context.Context) error {
+// Run consumes and archives until ctx ends, then commits the files in
+// hand. A failed write pauses it (Connector.pause); a record it cannot
+// decode goes to the dead-letter topic and a raw file. It closes the
+// connector's Kafka client when it returns.
+func (c *Connector) Run(ctx context.Context) error {
 	defer c.cl.Close()
 	c.env.Health.SetReady()
 	for {
@@ -158,7 +208,7 @@ func (c *Connector) loop(ctx context.Context) error {
 		fs := c.cl.PollFetches(pctx)
 		cancel()
 		if ctx.Err() != nil {
-			return c.finishAll()
+			return c.drain(ctx)
 		}
 		fs.EachError(func(t string, p int32, err error) {
 			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
@@ -173,7 +223,10 @@ func (c *Connector) loop(ctx context.Context) error {
 			}
 		})
 		if failed == nil {
-			failed = c.rotateDue(time.Now())
+			failed = c.flushDLQ(ctx)
+		}
+		if failed == nil {
+			failed = c.arch.FinishDue(ctx, time.Now())
 		}
 		if failed != nil {
 			c.pause(ctx, failed)
@@ -181,214 +234,108 @@ func (c *Connector) loop(ctx context.Context) error {
 	}
 }
 
-// pause handles a storage failure: drop every unfinished file, rewind to
-// what the archive holds, and wait before trying again.
+func (c *Connector) add(ctx context.Context, r *kgo.Record) error {
+	bad, err := c.arch.Add(ctx, r)
+	if err != nil {
+		return err
+	}
+	if bad == nil {
+		c.env.Metrics.Records.WithLabelValues(r.Topic, "ok").Inc()
+		return nil
+	}
+	c.env.Metrics.Records.WithLabelValues(r.Topic, "dead_letter").Inc()
+	c.env.Metrics.Errors.WithLabelValues("decode").Inc()
+	c.env.Log.Warn("undecodable record archived raw and dead-lettered", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", bad)
+	c.dlqSent = true
+	c.cl.Produce(context.WithoutCancel(ctx), stage.DeadLetterRecord(c.env.Topics.DLQ, c.env.Name, r, bad), func(_ *kgo.Record, err error) {
+		if err != nil {
+			c.dlqMu.Lock()
+			if c.dlqErr == nil {
+				c.dlqErr = err
+			}
+			c.dlqMu.Unlock()
+		}
+	})
+	return nil
+}
+
+// flushDLQ waits until every dead-letter record produced so far is
+// acknowledged. It runs before each commit, so a raw file is never
+// committed ahead of its records' dead-letter copies.
+func (c *Connector) flushDLQ(ctx context.Context) error {
+	if !c.dlqSent {
+		return nil
+	}
+	if err := c.cl.Flush(ctx); err != nil {
+		return fmt.Errorf("%w: %w", errDeadLetter, err)
+	}
+	c.dlqSent = false
+	c.dlqMu.Lock()
+	err := c.dlqErr
+	c.dlqErr = nil
+	c.dlqMu.Unlock()
+	if err != nil {
+		return fmt.Errorf("%w to %s: %w", errDeadLetter, c.env.Topics.DLQ, err)
+	}
+	return nil
+}
+
+// pause handles a failed write: it drops every unfinished file, waits,
+// asks the archive where it ends (a commit that reported an error may have
+// happened), and rewinds the consumer there. Until then the connector
+// consumes nothing, and rdv_log_connector_paused is 1 until a file is
+// committed again.
 func (c *Connector) pause(ctx context.Context, cause error) {
 	c.m.paused.Set(1)
-	c.env.Metrics.Errors.WithLabelValues("storage").Inc()
-	c.env.Log.Error("archive paused: cannot write; will retry", "err", cause)
-	rewind := map[string]map[int32]kgo.EpochOffset{}
-	for t, ps := range c.writers {
-		for p, w := range ps {
-			if w.ocf != nil {
-				if rewind[t] == nil {
-					rewind[t] = map[int32]kgo.EpochOffset{}
-				}
-				rewind[t][p] = kgo.EpochOffset{Epoch: -1, Offset: w.first}
-				w.abandon()
-			}
+	reason := "storage"
+	switch {
+	case errors.Is(cause, errRegistry):
+		reason = "registry"
+	case errors.Is(cause, errDeadLetter):
+		reason = "dead_letter"
+	}
+	c.env.Metrics.Errors.WithLabelValues(reason).Inc()
+	c.env.Log.Error("archive paused: cannot write; will retry", "reason", reason, "err", cause, "retry_in", c.cfg.RetryDelay)
+	c.arch.Abandon()
+	c.dlqMu.Lock()
+	c.dlqErr = nil
+	c.dlqMu.Unlock()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(c.cfg.RetryDelay):
 		}
-	}
-	c.cl.SetOffsets(rewind)
-	select {
-	case <-ctx.Done():
-	case <-time.After(2 * time.Second):
-	}
-}
-
-func (c *Connector) writer(topic string, p int32) *partWriter {
-	ps := c.writers[topic]
-	if ps == nil {
-		ps = map[int32]*partWriter{}
-		c.writers[topic] = ps
-	}
-	w := ps[p]
-	if w == nil {
-		w = &partWriter{root: c.cfg.Dir, objective: c.cfg.Common.Objective, topic: topic, partition: p}
-		ps[p] = w
-	}
-	return w
-}
-
-func (c *Connector) add(ctx context.Context, r *kgo.Record) error {
-	w := c.writer(r.Topic, r.Partition)
-	datum, schemaID, schema, decodeErr := c.envelope(ctx, r)
-	if decodeErr != nil {
-		c.env.Metrics.Records.WithLabelValues(r.Topic, "dead_letter").Inc()
-		c.env.Log.Warn("undecodable record archived raw and dead-lettered", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", decodeErr)
-		res := c.cl.ProduceSync(ctx, stage.DeadLetterRecord(c.env.Topics.DLQ, c.env.Name, r, decodeErr))
-		if err := res.FirstErr(); err != nil {
-			return fmt.Errorf("dead-letter %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
-		}
-	} else {
-		c.env.Metrics.Records.WithLabelValues(r.Topic, "ok").Inc()
-	}
-	if w.ocf != nil && (w.schemaID != schemaID || w.ocf.size() >= c.cfg.RotateBytes) {
-		if err := c.finish(w); err != nil {
-			return err
-		}
-	}
-	if w.ocf == nil {
-		if err := w.open(r, schemaID, schema); err != nil {
-			return err
-		}
-	}
-	w.add(r.Offset, datum)
-	if len(w.ocf.block) >= 1<<20 {
-		if err := w.ocf.flushBlock(); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// envelope encodes r as an archive datum. A record that does not decode is
-// archived raw, with the reason, under schema id -1.
-func (c *Connector) envelope(ctx context.Context, r *kgo.Record) (datum []byte, schemaID int, schema string, decodeErr error) {
-	id, err := serde.SchemaID(r.Value)
-	var w *serde.Schema
-	if err == nil {
-		w, err = c.env.Serde.Writer(ctx, id)
-	}
-	if err == nil {
-		if _, rest, derr := w.Codec.NativeFromBinary(r.Value[5:]); derr != nil {
-			err = fmt.Errorf("%w: body does not match writer schema %d: %w", serde.ErrDecode, id, derr)
-		} else if len(rest) != 0 {
-			err = fmt.Errorf("%w: %d trailing bytes after the record (schema %d)", serde.ErrDecode, len(rest), id)
-		}
-	}
-	head := encodeHead(r)
-	if err != nil {
-		head = appendBytes(head, []byte(err.Error()))
-		return appendBytes(head, r.Value), -1, rawSchema, err
-	}
-	return append(head, r.Value[5:]...), id, envelopeSchema(w.Text), nil
-}
-
-func (c *Connector) finish(w *partWriter) error {
-	n, size, err := w.finish()
-	if err != nil {
-		return err
-	}
-	c.m.files.WithLabelValues(w.topic).Inc()
-	c.m.bytes.Add(float64(size))
-	c.m.records.WithLabelValues(w.topic).Add(float64(n))
-	c.m.paused.Set(0)
-	return nil
-}
-
-func (c *Connector) rotateDue(now time.Time) error {
-	for _, ps := range c.writers {
-		for _, w := range ps {
-			if w.ocf != nil && now.Sub(w.opened) >= c.cfg.RotateInterval {
-				if err := c.finish(w); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	return nil
-}
-
-func (c *Connector) finishAll() error {
-	var errs []error
-	for _, ps := range c.writers {
-		for _, w := range ps {
-			if w.ocf != nil {
-				if err := c.finish(w); err != nil {
-					errs = append(errs, err)
-				}
-			}
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// partWriter writes one partition's current file.
-type partWriter struct {
-	root, objective, topic string
-	partition              int32
-	schemaID               int
-	f                      *os.File
-	ocf                    *ocfWriter
-	dir, tmp               string
-	first, last            int64
-	records                int64
-	opened                 time.Time
-}
-
-func (w *partWriter) open(r *kgo.Record, schemaID int, schema string) error {
-	w.dir = dirFor(w.root, w.objective, w.topic, w.partition, r.Timestamp)
-	if err := os.MkdirAll(w.dir, 0o755); err != nil {
-		return fmt.Errorf("archive dir: %w", err)
-	}
-	w.tmp = filepath.Join(w.dir, fmt.Sprintf(".%020d%s", r.Offset, tmpSuffix))
-	f, err := os.Create(w.tmp)
-	if err != nil {
-		return fmt.Errorf("create %s: %w", w.tmp, err)
-	}
-	identity := fmt.Sprintf("%s/%d/%d", w.topic, w.partition, r.Offset)
-	o, err := newOCFWriter(f, schema, syncMarker(identity))
-	if err != nil {
-		f.Close()
-		os.Remove(w.tmp)
-		return err
-	}
-	w.f, w.ocf, w.schemaID, w.first, w.records, w.opened = f, o, schemaID, r.Offset, 0, time.Now()
-	return nil
-}
-
-func (w *partWriter) add(offset int64, datum []byte) {
-	w.ocf.append(datum)
-	w.last = offset
-	w.records++
-}
-
-// finish syncs the file and gives it its final name; only then does the
-// archive's position move past its records.
-func (w *partWriter) finish() (records, size int64, err error) {
-	defer func() {
+		pos, err := c.arch.Recover(ctx)
 		if err != nil {
-			w.abandon()
+			c.env.Log.Error("archive still paused: cannot read the store", "err", err)
+			continue
 		}
-	}()
-	if err := w.ocf.close(); err != nil {
-		return 0, 0, err
+		rewind := map[string]map[int32]kgo.EpochOffset{}
+		for t, ps := range pos {
+			rewind[t] = map[int32]kgo.EpochOffset{}
+			for p, off := range ps {
+				rewind[t][p] = kgo.EpochOffset{Epoch: -1, Offset: off}
+			}
+		}
+		c.cl.SetOffsets(rewind)
+		c.env.Log.Info("archive resuming", "store", c.st.String())
+		return
 	}
-	if err := w.f.Sync(); err != nil {
-		return 0, 0, fmt.Errorf("sync %s: %w", w.tmp, err)
-	}
-	size = w.ocf.n
-	if err := w.f.Close(); err != nil {
-		return 0, 0, fmt.Errorf("close %s: %w", w.tmp, err)
-	}
-	final := filepath.Join(w.dir, nameFor(w.first, w.last, w.schemaID < 0))
-	if err := os.Rename(w.tmp, final); err != nil {
-		return 0, 0, fmt.Errorf("rename to %s: %w", final, err)
-	}
-	if d, err := os.Open(w.dir); err == nil {
-		_ = d.Sync() // make the rename itself durable
-		d.Close()
-	}
-	records = w.records
-	w.f, w.ocf = nil, nil
-	return records, size, nil
 }
 
-func (w *partWriter) abandon() {
-	if w.f != nil {
-		w.f.Close()
-		os.Remove(w.tmp)
+// drain commits the files in hand at shutdown.
+func (c *Connector) drain(ctx context.Context) error {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	err := c.arch.FinishAll(dctx)
+	if err != nil {
+		c.arch.Abandon()
+		if errors.Is(err, ErrRecover) {
+			c.env.Log.Warn("stopped while paused: unfinished files dropped, to be read again at start")
+			return nil
+		}
+		return fmt.Errorf("finish archive files: %w", err)
 	}
-	w.f, w.ocf = nil, nil
+	return nil
 }

@@ -28,16 +28,21 @@ func envelopeSchema(valueSchema string) string {
 var rawSchema = envelopeHead + `{"name":"error","type":"string"},{"name":"value","type":"bytes"}]}`
 
 func encodeHead(r *kgo.Record) []byte {
-	b := make([]byte, 0, 64+len(r.Topic)+len(r.Key)+len(r.Value))
-	b = appendBytes(b, []byte(r.Topic))
+	return appendHead(make([]byte, 0, 64+len(r.Topic)+len(r.Key)+len(r.Value)), r)
+}
+
+// appendHead appends the envelope's fields before the value: topic,
+// partition, offset, timestamp_ms, key and schema_id (the framed id, or -1
+// when the value is not in the wire format).
+func appendHead(b []byte, r *kgo.Record) []byte {
+	b = appendString(b, r.Topic)
 	b = appendLong(b, int64(r.Partition))
 	b = appendLong(b, r.Offset)
 	b = appendLong(b, r.Timestamp.UnixMilli())
 	b = appendBytes(b, r.Key)
 	id := int64(-1)
 	if len(r.Value) >= 5 && r.Value[0] == 0 {
-		id = int64(uint32(r.Value[1])<<24 | uint32(r.Value[2])<<16 | uint32(r.Value[3])<<8 | uint32(r.Value[4]))
+		id = int64(int32(uint32(r.Value[1])<<24 | uint32(r.Value[2])<<16 | uint32(r.Value[3])<<8 | uint32(r.Value[4])))
 	}
-	b = appendLong(b, id)
-	return b
+	return appendLong(b, id)
 }

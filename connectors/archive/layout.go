@@ -1,20 +1,21 @@
 // Package archive is the log connector: it copies an objective's log topics
 // into Avro object container files, exactly once, and reads them back.
 //
-// Exactly once does not trust the consumer group. A file is written under a
-// temporary name, synced and renamed to a name that states the offsets it
-// holds; at start the connector reads each partition's position from those
-// names and deletes temporary leftovers. A crash therefore loses only an
-// unfinished file, whose records are read again, and a finished file is
-// never written twice.
+// Exactly once does not trust the consumer group. A file's name states the
+// offsets it holds, and it appears under that name whole or not at all: in
+// a local directory it is written under a temporary name, synced and
+// renamed; in an object store (package blobstore) it is uploaded once,
+// complete, under its final name. At start the connector reads each
+// partition's position from those names and deletes temporary leftovers.
+// A crash or a failed write therefore loses only unfinished files, whose
+// records are read again, and a replayed file rewrites its own name
+// instead of adding a copy.
 package archive
 
 import (
-	"errors"
+	"context"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
+	"path"
 	"sort"
 	"strconv"
 	"strings"
@@ -37,10 +38,15 @@ const (
 	rawExt    = ".raw.avro"
 )
 
-// dirFor is where a partition's files of one day go:
-// <root>/<objective>/<topic>/<partition>/<yyyy-mm-dd>/.
-func dirFor(root, objective, topic string, partition int32, day time.Time) string {
-	return filepath.Join(root, objective, topic, strconv.Itoa(int(partition)), day.UTC().Format("2006-01-02"))
+// dirFor is the folder of a partition's files of one day:
+// <objective>/<topic>/<partition>/<yyyy-mm-dd>.
+func dirFor(objective, topic string, partition int32, day time.Time) string {
+	return joinName(objective, topic, strconv.Itoa(int(partition)), day.UTC().Format("2006-01-02"))
+}
+
+// tmpNameFor is the temporary name of a file whose first offset is first.
+func tmpNameFor(dir string, first int64) string {
+	return joinName(dir, fmt.Sprintf(".%020d%s", first, tmpSuffix))
 }
 
 // nameFor is a finished file's name: the first and last offsets it holds.
@@ -76,46 +82,53 @@ func parseName(name string) (first, last int64, raw, ok bool) {
 
 // Scan lists the finished files under root for an objective, sorted by
 // topic, partition and first offset. With clean set it deletes the
-// temporary files an interrupted writer left.
+// temporary files an interrupted writer left. Each file's Path is its path
+// under root.
 func Scan(root, objective string, clean bool) ([]File, error) {
-	base := filepath.Join(root, objective)
+	st := NewLocalStore(root)
+	files, err := ScanStore(context.Background(), st, objective, clean)
+	if err != nil {
+		return nil, err
+	}
+	for i := range files {
+		if files[i].Path, err = st.Path(files[i].Path); err != nil {
+			return nil, err
+		}
+	}
+	return files, nil
+}
+
+// ScanStore is Scan for any Store: each file's Path is its name in the
+// store, for EachIn.
+func ScanStore(ctx context.Context, st Store, objective string, clean bool) ([]File, error) {
+	names, err := st.List(ctx, objective+"/")
+	if err != nil {
+		return nil, fmt.Errorf("scan archive %s/%s: %w", st, objective, err)
+	}
 	var files []File
-	err := filepath.WalkDir(base, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) && path == base {
-				return fs.SkipDir
-			}
-			return err
-		}
-		if d.IsDir() {
-			return nil
-		}
-		if strings.HasSuffix(d.Name(), tmpSuffix) {
+	for _, name := range names {
+		base := path.Base(name)
+		if strings.HasSuffix(base, tmpSuffix) {
 			if clean {
-				if err := os.Remove(path); err != nil {
-					return fmt.Errorf("remove partial file: %w", err)
+				if err := st.Remove(ctx, name); err != nil {
+					return nil, fmt.Errorf("remove partial file: %w", err)
 				}
 			}
-			return nil
+			continue
 		}
-		first, last, raw, ok := parseName(d.Name())
+		first, last, raw, ok := parseName(base)
 		if !ok {
-			return nil
+			continue
 		}
-		rel, _ := filepath.Rel(base, path)
-		parts := strings.Split(rel, string(filepath.Separator))
+		parts := strings.Split(strings.TrimPrefix(name, objective+"/"), "/")
 		if len(parts) != 4 {
-			return nil
+			continue
 		}
 		p, err := strconv.Atoi(parts[1])
 		if err != nil {
-			return nil
+			continue
 		}
-		files = append(files, File{Path: path, Topic: parts[0], Partition: int32(p), First: first, Last: last, Raw: raw})
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("scan archive %s: %w", base, err)
+		files = append(files, File{Path: name, Topic: parts[0], Partition: int32(p), First: first, Last: last, Raw: raw})
 	}
 	sort.Slice(files, func(i, j int) bool {
 		a, b := files[i], files[j]

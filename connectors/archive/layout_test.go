@@ -68,8 +68,8 @@ func TestDirFor(t *testing.T) {
 	// 23:30 on the 1st in New York is the 2nd in UTC.
 	ny := time.FixedZone("EST", -5*3600)
 	day := time.Date(2026, 3, 1, 23, 30, 0, 0, ny)
-	got := dirFor("/a", "iris", "rdv.iris.decisions", 7, day)
-	want := filepath.Join("/a", "iris", "rdv.iris.decisions", "7", "2026-03-02")
+	got := dirFor("iris", "rdv.iris.decisions", 7, day)
+	want := "iris/rdv.iris.decisions/7/2026-03-02"
 	if got != want {
 		t.Fatalf("dirFor = %q, want %q", got, want)
 	}

@@ -25,6 +25,11 @@ func appendBytes(b []byte, p []byte) []byte {
 	return append(b, p...)
 }
 
+func appendString(b []byte, s string) []byte {
+	b = appendLong(b, int64(len(s)))
+	return append(b, s...)
+}
+
 // syncMarker derives a file's 16-byte sync marker from its identity, so a
 // file rewritten after a crash is byte for byte the same.
 func syncMarker(identity string) [16]byte {
@@ -34,31 +39,48 @@ func syncMarker(identity string) [16]byte {
 	return m
 }
 
-// ocfWriter writes blocks of pre-encoded datums.
+// ocfWriter writes blocks of pre-encoded datums. One is reused for every
+// file of a partition, so its buffers are allocated once.
 type ocfWriter struct {
 	w     *bufio.Writer
 	sync  [16]byte
 	block []byte
+	head  []byte
 	count int64
 	n     int64 // bytes written to w
 }
 
 func newOCFWriter(w io.Writer, schema string, sync [16]byte) (*ocfWriter, error) {
-	o := &ocfWriter{w: bufio.NewWriterSize(w, 256<<10), sync: sync}
-	var h []byte
+	o := &ocfWriter{}
+	if err := o.reset(w, schema, sync); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// reset starts a new container file on w: it writes the header.
+func (o *ocfWriter) reset(w io.Writer, schema string, sync [16]byte) error {
+	if o.w == nil {
+		o.w = bufio.NewWriterSize(w, 256<<10)
+	} else {
+		o.w.Reset(w)
+	}
+	o.sync, o.block, o.count, o.n = sync, o.block[:0], 0, 0
+	h := o.head[:0]
 	h = append(h, ocfMagic...)
 	h = appendLong(h, 2) // metadata map: one block of two entries
-	h = appendBytes(h, []byte("avro.schema"))
-	h = appendBytes(h, []byte(schema))
-	h = appendBytes(h, []byte("avro.codec"))
-	h = appendBytes(h, []byte("null"))
+	h = appendString(h, "avro.schema")
+	h = appendString(h, schema)
+	h = appendString(h, "avro.codec")
+	h = appendString(h, "null")
 	h = appendLong(h, 0)
 	h = append(h, sync[:]...)
+	o.head = h
 	if _, err := o.w.Write(h); err != nil {
-		return nil, fmt.Errorf("write container header: %w", err)
+		return fmt.Errorf("write container header: %w", err)
 	}
 	o.n = int64(len(h))
-	return o, nil
+	return nil
 }
 
 // append adds one encoded datum to the current block.
@@ -75,13 +97,17 @@ func (o *ocfWriter) flushBlock() error {
 	if o.count == 0 {
 		return nil
 	}
-	var h []byte
-	h = appendLong(h, o.count)
+	h := appendLong(o.head[:0], o.count)
 	h = appendLong(h, int64(len(o.block)))
-	for _, p := range [][]byte{h, o.block, o.sync[:]} {
-		if _, err := o.w.Write(p); err != nil {
-			return fmt.Errorf("write container block: %w", err)
-		}
+	o.head = h
+	if _, err := o.w.Write(h); err != nil {
+		return fmt.Errorf("write container block: %w", err)
+	}
+	if _, err := o.w.Write(o.block); err != nil {
+		return fmt.Errorf("write container block: %w", err)
+	}
+	if _, err := o.w.Write(o.sync[:]); err != nil {
+		return fmt.Errorf("write container block: %w", err)
 	}
 	o.n += int64(len(h) + len(o.block) + len(o.sync))
 	o.block = o.block[:0]

@@ -2,6 +2,7 @@ package archive
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/linkedin/goavro/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/rendezvous-ml/rendezvous/pipeline/serde"
 )
 
 const valueSchema = `{"type":"record","name":"Decision","namespace":"rdv","fields":[
@@ -301,29 +304,63 @@ func TestEachErrors(t *testing.T) {
 	}
 }
 
-// writePart archives recs with the connector's partition writer under root.
-func writePart(t *testing.T, root string, recs []*kgo.Record) (path string, n, size int64) {
+// schemaMap is a SchemaSource over fixed ids.
+type schemaMap map[int]string
+
+func (m schemaMap) Writer(_ context.Context, id int) (*serde.Schema, error) {
+	text, ok := m[id]
+	if !ok {
+		return nil, fmt.Errorf("%w: writer schema %d: %w", serde.ErrDecode, id, serde.ErrUnknownSchema)
+	}
+	return serde.Parse(text)
+}
+
+func newTestArchiver(root string) *Archiver {
+	return NewArchiver(NewLocalStore(root), schemaMap{7: valueSchema}, ArchiverConfig{Objective: "iris", RotateBytes: 1 << 30, RotateInterval: time.Hour})
+}
+
+func tmpFiles(t *testing.T, root string) []string {
 	t.Helper()
-	w := &partWriter{root: root, objective: "iris", topic: recs[0].Topic, partition: recs[0].Partition}
-	if err := w.open(recs[0], 7, envelopeSchema(valueSchema)); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.HasSuffix(w.tmp, tmpSuffix) || !exists(w.tmp) {
-		t.Fatalf("writing to %s, which is not a temporary file", w.tmp)
-	}
-	for _, r := range recs {
-		w.add(r.Offset, append(encodeHead(r), r.Value[5:]...))
-	}
-	n, size, err := w.finish()
+	names, err := NewLocalStore(root).List(context.Background(), "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if exists(w.tmp) {
-		t.Fatal("the temporary file is still there after finish")
+	var tmp []string
+	for _, n := range names {
+		if strings.HasSuffix(n, tmpSuffix) {
+			tmp = append(tmp, n)
+		}
+	}
+	return tmp
+}
+
+// writePart archives recs with the connector's Archiver under root.
+func writePart(t *testing.T, root string, recs []*kgo.Record) (path string, n, size int64) {
+	t.Helper()
+	ctx := context.Background()
+	a := newTestArchiver(root)
+	var committed []File
+	a.Committed = func(f File, records, bytes int64) { committed, n, size = append(committed, f), records, bytes }
+	for _, r := range recs {
+		if bad, err := a.Add(ctx, r); bad != nil || err != nil {
+			t.Fatalf("Add %d: %v, %v", r.Offset, bad, err)
+		}
+	}
+	if tmp := tmpFiles(t, root); len(tmp) != 1 {
+		t.Fatalf("writing to %v, not one temporary file", tmp)
+	}
+	if err := a.FinishAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if tmp := tmpFiles(t, root); len(tmp) != 0 {
+		t.Fatalf("temporary files %v are still there after finish", tmp)
 	}
 	files, err := Scan(root, "iris", false)
-	if err != nil || len(files) != 1 {
-		t.Fatalf("Scan after finish = %v, %v", files, err)
+	if err != nil || len(files) != 1 || len(committed) != 1 {
+		t.Fatalf("Scan after finish = %v, %v; committed %v", files, err, committed)
+	}
+	if want := filepath.Join(root, filepath.FromSlash(committed[0].Path)); want != files[0].Path {
+		t.Fatalf("committed %s, Scan found %s", want, files[0].Path)
 	}
 	return files[0].Path, n, size
 }
@@ -363,17 +400,32 @@ func TestPartWriterFinishedFile(t *testing.T) {
 func TestPartWriterAbandon(t *testing.T) {
 	root := t.TempDir()
 	recs := records(t, 2)
-	w := &partWriter{root: root, objective: "iris", topic: recs[0].Topic, partition: recs[0].Partition}
-	if err := w.open(recs[0], 7, envelopeSchema(valueSchema)); err != nil {
+	a := newTestArchiver(root)
+	if _, err := a.Add(context.Background(), recs[0]); err != nil {
 		t.Fatal(err)
 	}
-	w.add(recs[0].Offset, append(encodeHead(recs[0]), recs[0].Value[5:]...))
-	tmp := w.tmp
-	w.abandon()
-	if exists(tmp) || w.ocf != nil || w.f != nil {
-		t.Fatalf("abandon left %s (ocf %v)", tmp, w.ocf)
+	if len(tmpFiles(t, root)) != 1 {
+		t.Fatal("no temporary file while writing")
+	}
+	a.Abandon()
+	if tmp := tmpFiles(t, root); len(tmp) != 0 {
+		t.Fatalf("abandon left %v", tmp)
 	}
 	if files, err := Scan(root, "iris", false); err != nil || len(files) != 0 {
 		t.Fatalf("Scan after abandon = %v, %v", files, err)
+	}
+	// The abandoned record is not archived: the position stays put, and the
+	// record is taken again.
+	if pos := a.Positions()["rdv.iris.decisions"][2]; pos != 0 {
+		t.Fatalf("position %d after abandon", pos)
+	}
+	if _, err := a.Add(context.Background(), recs[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.FinishAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if pos := a.Positions()["rdv.iris.decisions"][2]; pos != 41 {
+		t.Fatalf("position %d after the replay", pos)
 	}
 }

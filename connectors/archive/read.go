@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"time"
@@ -21,7 +22,21 @@ func Each(path string, fn func(rec map[string]any) error) error {
 		return err
 	}
 	defer f.Close()
-	r, err := goavro.NewOCFReader(bufio.NewReaderSize(f, 256<<10))
+	return eachRecord(f, path, fn)
+}
+
+// EachIn is Each for a file of a Store, by its name.
+func EachIn(ctx context.Context, st Store, name string, fn func(rec map[string]any) error) error {
+	rc, err := st.Open(ctx, name)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	return eachRecord(rc, name, fn)
+}
+
+func eachRecord(in io.Reader, path string, fn func(rec map[string]any) error) error {
+	r, err := goavro.NewOCFReader(bufio.NewReaderSize(in, 256<<10))
 	if err != nil {
 		return fmt.Errorf("%s: not an Avro container file: %w", path, err)
 	}
@@ -38,7 +53,10 @@ func Each(path string, fn func(rec map[string]any) error) error {
 			return err
 		}
 	}
-	return r.Err()
+	if err := r.Err(); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
 }
 
 // PartitionReport is verify's finding for one partition.
@@ -69,6 +87,21 @@ func Verify(ctx context.Context, cl *kgo.Client, root, objective string) ([]Part
 	if err != nil {
 		return nil, err
 	}
+	return verify(ctx, cl, files, Each)
+}
+
+// VerifyStore is Verify for an archive in any Store.
+func VerifyStore(ctx context.Context, cl *kgo.Client, st Store, objective string) ([]PartitionReport, error) {
+	files, err := ScanStore(ctx, st, objective, false)
+	if err != nil {
+		return nil, err
+	}
+	return verify(ctx, cl, files, func(name string, fn func(map[string]any) error) error {
+		return EachIn(ctx, st, name, fn)
+	})
+}
+
+func verify(ctx context.Context, cl *kgo.Client, files []File, each func(string, func(map[string]any) error) error) ([]PartitionReport, error) {
 	type key struct {
 		t string
 		p int32
@@ -88,7 +121,7 @@ func Verify(ctx context.Context, cl *kgo.Client, root, objective string) ([]Part
 			if i > 0 && f.First <= fs[i-1].Last {
 				rep.Overlaps = append(rep.Overlaps, fmt.Sprintf("%s overlaps %s", f.Path, fs[i-1].Path))
 			}
-			err := Each(f.Path, func(rec map[string]any) error {
+			err := each(f.Path, func(rec map[string]any) error {
 				off, _ := rec["offset"].(int64)
 				if off < f.First || off > f.Last {
 					rep.Overlaps = append(rep.Overlaps, fmt.Sprintf("%s holds offset %d outside its name", f.Path, off))

@@ -34,14 +34,13 @@ func archiveOffsets(t *testing.T, root, topic string, p int32, offsets ...int64)
 	for i, r := range recs {
 		r.Topic, r.Partition, r.Offset = topic, p, offsets[i]
 	}
-	w := &partWriter{root: root, objective: "iris", topic: topic, partition: p}
-	if err := w.open(recs[0], 7, envelopeSchema(valueSchema)); err != nil {
-		t.Fatal(err)
-	}
+	a := newTestArchiver(root)
 	for _, r := range recs {
-		w.add(r.Offset, append(encodeHead(r), r.Value[5:]...))
+		if bad, err := a.Add(context.Background(), r); bad != nil || err != nil {
+			t.Fatalf("Add: %v, %v", bad, err)
+		}
 	}
-	if _, _, err := w.finish(); err != nil {
+	if err := a.FinishAll(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 }
