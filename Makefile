@@ -4,12 +4,17 @@ GO      ?= go
 BIN     := bin
 export GOFLAGS := -mod=mod
 
-.PHONY: all build run test test-unit test-e2e bench vet fmt clean kafka-start kafka-stop
+.PHONY: all build build-objectstore run test test-unit test-e2e bench vet fmt clean kafka-start kafka-stop
 
 all: build
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
+
+# The log connector with the object store drivers (S3 and S3-compatible
+# stores, through gocloud.dev): a much larger build, so not the default.
+build-objectstore: build
+	$(GO) build -tags objectstore -o $(BIN)/ ./cmd/log-connector
 
 run: build
 	$(BIN)/rdv dev

@@ -9,15 +9,7 @@ import (
 	"fmt"
 	"os"
 
-	// Object store drivers for -store: mem:// and s3:// (S3 and
-	// S3-compatible stores). gcsblob and azureblob would work the same way
-	// but triple the binary and its dependencies; GCS is reachable through
-	// its S3-compatible endpoint.
-	_ "gocloud.dev/blob/memblob"
-	_ "gocloud.dev/blob/s3blob"
-
 	"github.com/rendezvous-ml/rendezvous/connectors/archive"
-	"github.com/rendezvous-ml/rendezvous/connectors/archive/blobstore"
 	"github.com/rendezvous-ml/rendezvous/pipeline/config"
 	"github.com/rendezvous-ml/rendezvous/pipeline/stage"
 )
@@ -35,7 +27,7 @@ func main() {
 	_ = fs.Parse(os.Args[1:])
 	stage.Main("log-connector", func(ctx context.Context) error {
 		if *storeURL != "" {
-			st, err := blobstore.Open(ctx, *storeURL)
+			st, err := openStore(ctx, *storeURL)
 			if err != nil {
 				return fmt.Errorf("-store: %w", err)
 			}
