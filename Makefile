@@ -19,8 +19,10 @@ build-objectstore: build
 run: build
 	$(BIN)/rdv dev
 
+# TESTFLAGS=-v prints each end-to-end test's counts (CI does).
+TESTFLAGS ?=
 test: build vet
-	$(GO) test -count=1 -timeout 20m ./...
+	$(GO) test $(TESTFLAGS) -count=1 -timeout 30m ./...
 
 vet:
 	$(GO) vet ./...

@@ -236,6 +236,11 @@ func Run(ctx context.Context, cfg Config) error {
 		maxWait: cfg.RetryMax,
 	}
 	return env.Run(ctx, func(ctx context.Context) error {
+		for topic, k := range map[string]schemas.Kind{env.Topics.Decisions: schemas.Decision, env.Topics.Decoy: schemas.Input} {
+			if err := env.RequireReadable(ctx, topic, k); err != nil {
+				return err
+			}
+		}
 		if err := c.setup(ctx); err != nil {
 			return err
 		}

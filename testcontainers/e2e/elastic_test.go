@@ -351,7 +351,9 @@ func TestElasticsearchOutage(t *testing.T) {
 	if sentInOutage == 0 {
 		t.Fatal("no load during the outage")
 	}
-	if lastLag <= firstLag || lastLag < float64(sentInOutage)/2 {
+	// The lag gauge is refreshed every 5s: a shorter outage (RDV_ES_OUTAGE
+	// for a quick local run) may end before it moves.
+	if outage >= 15*time.Second && (lastLag <= firstLag || lastLag < float64(sentInOutage)/2) {
 		t.Errorf("consumer lag did not grow during the outage: %v -> %v for %d calls", firstLag, lastLag, sentInOutage)
 	}
 
