@@ -140,44 +140,12 @@ func (c *rawClient) BulkCreate(ctx context.Context, docs []esclient.Doc) ([]escl
 		return nil, err
 	}
 	defer res.Body.Close()
-	var parsed struct {
-		Items []map[string]struct {
-			ID     string `json:"_id"`
-			Result string `json:"result"`
-			Status int    `json:"status"`
-			Error  *struct {
-				Type     string `json:"type"`
-				Reason   string `json:"reason"`
-				CausedBy *struct {
-					Type   string `json:"type"`
-					Reason string `json:"reason"`
-				} `json:"caused_by"`
-			} `json:"error"`
-		} `json:"items"`
-	}
+	var parsed esclient.BulkResponse
 	if err := json.NewDecoder(res.Body).Decode(&parsed); err != nil {
 		return nil, fmt.Errorf("bulk: reading response: %w: %w", esclient.ErrUnavailable, err)
 	}
-	if len(parsed.Items) != len(sent) {
-		return nil, fmt.Errorf("bulk: response has %d items for %d documents", len(parsed.Items), len(sent))
-	}
-	for k, entry := range parsed.Items {
-		r := &results[sent[k]]
-		for _, it := range entry {
-			r.Status, r.Result = it.Status, it.Result
-			if r.Doc.ID == "" {
-				r.Doc.ID = it.ID
-			}
-			if it.Error != nil {
-				r.ErrType, r.Reason = it.Error.Type, it.Error.Reason
-				if cb := it.Error.CausedBy; cb != nil {
-					r.Cause = cb.Type + ": " + cb.Reason
-				}
-				if r.Status < 300 {
-					r.Status = http.StatusInternalServerError
-				}
-			}
-		}
+	if err := parsed.Apply(results, sent); err != nil {
+		return nil, fmt.Errorf("bulk: %w", err)
 	}
 	return results, nil
 }

@@ -255,9 +255,6 @@ func (s *stageState) closeBox(ctx context.Context, b *mailbox, now time.Time) {
 	}
 	s.next = append(s.next, &kgo.Record{Topic: s.env.Topics.Decisions, Key: []byte(b.ID), Value: value})
 	s.nextClose = append(s.nextClose, pending{partition: b.Partition, reqOffset: b.Req.Offset, minScore: b.minScore})
-	if ps, ok := s.parts[b.Partition]; ok {
-		ps.unconfirmed++
-	}
 }
 
 func (s *stageState) decision(b *mailbox, now time.Time) map[string]any {

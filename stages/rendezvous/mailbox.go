@@ -9,36 +9,36 @@ import (
 
 // request is what a mailbox keeps of its request.
 type request struct {
-	Offset         int64              `json:"offset"`
-	Key            string             `json:"key"`
-	ReceivedUS     int64              `json:"received_us"`
-	DeadlineUS     int64              `json:"deadline_us"`
-	ReplyTopic     string             `json:"reply_topic"`
-	ReplyPartition int32              `json:"reply_partition"`
-	Features       map[string]float64 `json:"features"`
+	Offset         int64
+	Key            string
+	ReceivedUS     int64
+	DeadlineUS     int64
+	ReplyTopic     string
+	ReplyPartition int32
+	Features       map[string]float64
 }
 
 // seen is one model's score as the mailbox recorded it.
 type seen struct {
 	policy.Score
-	ComputeUS  int64 `json:"compute_us"`
-	ArrivedUS  int64 `json:"arrived_us"` // absolute
-	Late       bool  `json:"late"`
-	Duplicates int32 `json:"duplicates"`
+	ComputeUS  int64
+	ArrivedUS  int64 // absolute
+	Late       bool
+	Duplicates int32
 }
 
 // mailbox holds one request's race.
 type mailbox struct {
-	ID        string           `json:"id"`
-	Partition int32            `json:"partition"`
-	Req       *request         `json:"req,omitempty"` // nil while only scores have arrived
-	Scores    map[string]*seen `json:"scores"`
-	Arrival   []string         `json:"arrival"` // model names in arrival order
-	Decided   bool             `json:"decided"`
-	Reason    string           `json:"reason,omitempty"`
-	Winner    string           `json:"winner,omitempty"`
-	DecidedUS int64            `json:"decided_us,omitempty"`
-	OrphanAt  int64            `json:"orphan_at,omitempty"` // first score's arrival, for orphans
+	ID        string
+	Partition int32
+	Req       *request // nil while only scores have arrived
+	Scores    map[string]*seen
+	Arrival   []string // model names in arrival order
+	Decided   bool
+	Reason    string
+	Winner    string
+	DecidedUS int64
+	OrphanAt  int64 // first score's arrival, for orphans
 
 	// minScore is the offset of the earliest score in the mailbox, -1 for
 	// none: the scores partition may not be committed past it while open.

@@ -242,11 +242,6 @@ func (s *stageState) collect(ctx context.Context, wait bool) bool {
 		return true
 	}
 	s.m.txns.WithLabelValues("committed").Inc()
-	for _, pd := range s.flightSet {
-		if ps, ok := s.parts[pd.partition]; ok {
-			ps.unconfirmed--
-		}
-	}
 	s.inFlight, s.flightSet = nil, nil
 	if err := s.commitOffsets(ctx, false); err != nil {
 		s.env.Log.Warn("commit offsets", "err", err)

@@ -140,8 +140,6 @@ type partState struct {
 	// decided holds the request ids already in the decisions log, read at
 	// assignment, so that replayed requests are not decided twice.
 	decided map[string]bool
-	// unconfirmed are closed mailboxes whose decisions are not committed.
-	unconfirmed int
 }
 
 type revocation struct {

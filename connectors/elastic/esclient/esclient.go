@@ -248,17 +248,30 @@ func (c *client) Bulk(ctx context.Context, docs []Doc) ([]ItemResult, error) {
 	if res.IsError() {
 		return nil, responseError("bulk", res)
 	}
-	var parsed struct {
-		Errors bool                  `json:"errors"`
-		Items  []map[string]bulkItem `json:"items"`
-	}
+	var parsed BulkResponse
 	if err := json.NewDecoder(res.Body).Decode(&parsed); err != nil {
 		return nil, transportError(ctx, "bulk", fmt.Errorf("reading response: %w", err))
 	}
-	if len(parsed.Items) != len(sent) {
-		return nil, fmt.Errorf("esclient: bulk: response has %d items for %d documents", len(parsed.Items), len(sent))
+	if err := parsed.Apply(results, sent); err != nil {
+		return nil, fmt.Errorf("esclient: bulk: %w", err)
 	}
-	for k, entry := range parsed.Items {
+	return results, nil
+}
+
+// BulkResponse is the body of a _bulk answer, for callers that send their
+// own bulk requests (create actions, for data streams).
+type BulkResponse struct {
+	Errors bool                  `json:"errors"`
+	Items  []map[string]bulkItem `json:"items"`
+}
+
+// Apply copies each item's outcome into results: the k-th item answers the
+// document at results[sent[k]].
+func (b BulkResponse) Apply(results []ItemResult, sent []int) error {
+	if len(b.Items) != len(sent) {
+		return fmt.Errorf("response has %d items for %d documents", len(b.Items), len(sent))
+	}
+	for k, entry := range b.Items {
 		r := &results[sent[k]]
 		for _, it := range entry { // one key: the action name
 			r.Status = it.Status
@@ -277,7 +290,7 @@ func (c *client) Bulk(ctx context.Context, docs []Doc) ([]ItemResult, error) {
 			}
 		}
 	}
-	return results, nil
+	return nil
 }
 
 func (c *client) EnsureTemplate(ctx context.Context, name string, body []byte) error {
