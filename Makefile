@@ -61,3 +61,18 @@ kibana-import:
 	if [ $$rc -ne 0 ]; then echo "kibana-import: the import request failed (curl exit $$rc)" >&2; exit 1; fi; \
 	if printf '%s' "$$out" | grep -Eq '"success" *: *true'; then echo "kibana-import: done"; \
 	else echo "kibana-import: Kibana reported errors (see above)" >&2; exit 1; fi
+
+# The one container image of every binary (Dockerfile). Needs a Docker
+# engine; says so and fails without one.
+#   make image [IMAGE=rendezvous:dev]
+.PHONY: image check-ops
+IMAGE ?= rendezvous:dev
+image:
+	@command -v docker >/dev/null 2>&1 || { echo "image: the docker CLI is not installed; install Docker to build the image" >&2; exit 1; }
+	@timeout 15 docker info >/dev/null 2>&1 || { echo "image: no Docker engine is reachable (docker info failed); start one, or point DOCKER_HOST at one" >&2; exit 1; }
+	docker build -t $(IMAGE) .
+
+# Checks the deployment files (compose, Kubernetes, Prometheus rules,
+# Grafana dashboard, exported metrics) without Docker or a cluster.
+check-ops:
+	ops/check.sh

@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	"github.com/rendezvous-ml/rendezvous/pipeline/stage"
 	"github.com/rendezvous-ml/rendezvous/pipeline/topics"
 	"github.com/rendezvous-ml/rendezvous/schemas"
+	"github.com/rendezvous-ml/rendezvous/stages/model/evaluator"
 )
 
 // Config is the frontend's configuration.
@@ -38,11 +40,24 @@ type Config struct {
 	// before it gets a 504: the stage answers with a default at the SLA, so
 	// only its absence makes a call wait this long.
 	Grace time.Duration
+	// DefaultResult, when set, is answered by the frontend itself, with
+	// reason "expired", to a call whose answer has not arrived Fallback
+	// after its deadline: the safety net for the seconds a killed
+	// rendezvous instance's partitions wait for a new owner. The stage that
+	// takes them over records these requests with the same default and
+	// reason. Empty: such a call waits Grace and gets a 504.
+	DefaultResult string
+	Fallback      time.Duration
 	// ReplyPartition is this instance's partition of the results topics.
 	// Each frontend instance needs its own.
 	ReplyPartition int32
 	// MaxBody is the largest accepted request body.
 	MaxBody int64
+	// DirectModel, when set, is a model file the frontend evaluates in
+	// process instead of sending the call through the pipeline: no Kafka,
+	// no registry, no rendezvous. It exists as the baseline the pipeline
+	// benchmark (bench/pipeline) measures the rendezvous overhead against.
+	DirectModel string
 }
 
 // Defaults returns the frontend defaults.
@@ -53,6 +68,7 @@ func Defaults() Config {
 		Objectives: []string{"iris"},
 		SLA:        100 * time.Millisecond,
 		Grace:      2 * time.Second,
+		Fallback:   30 * time.Millisecond,
 		MaxBody:    1 << 20,
 	}
 }
@@ -77,6 +93,9 @@ func (c Config) Validate() error {
 	if c.SLA <= 0 {
 		errs = append(errs, fmt.Errorf("sla: %v must be positive", c.SLA))
 	}
+	if c.Fallback < 0 {
+		errs = append(errs, fmt.Errorf("fallback: %v must not be negative", c.Fallback))
+	}
 	if c.Grace < 0 {
 		errs = append(errs, fmt.Errorf("grace: %v must not be negative", c.Grace))
 	}
@@ -85,6 +104,11 @@ func (c Config) Validate() error {
 	}
 	if c.MaxBody <= 0 {
 		errs = append(errs, fmt.Errorf("max-body: %d must be positive", c.MaxBody))
+	}
+	if c.DirectModel != "" {
+		if _, err := os.Stat(c.DirectModel); err != nil {
+			errs = append(errs, fmt.Errorf("direct-model: %w", err))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -114,6 +138,10 @@ type Server struct {
 	mu      sync.Mutex
 	pending map[string]chan answer
 
+	// direct is the in-process model of DirectModel mode, nil otherwise.
+	direct        evaluator.Model
+	directCompute prometheus.Histogram
+
 	calls   *prometheus.CounterVec
 	latency *prometheus.HistogramVec
 	orphans prometheus.Counter
@@ -130,6 +158,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	if cfg.DirectModel != "" {
+		return runDirect(ctx, cfg, env)
+	}
 	return env.Run(ctx, func(ctx context.Context) error {
 		s, err := newServer(ctx, cfg, env)
 		if err != nil {
@@ -141,42 +172,21 @@ func Run(ctx context.Context, cfg Config) error {
 }
 
 func newServer(ctx context.Context, cfg Config, env *stage.Env) (*Server, error) {
-	s := &Server{
-		cfg:        cfg,
-		env:        env,
-		objectives: map[string]*objective{},
-		pending:    map[string]chan answer{},
-		resultRd:   env.Reader(schemas.Result),
+	s, err := baseServer(cfg, env)
+	if err != nil {
+		return nil, err
 	}
-	s.calls = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "rdv_frontend_calls_total", Help: "Predict calls, by objective, HTTP status and reason.",
-	}, []string{"objective", "code", "reason"})
-	s.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name: "rdv_frontend_call_seconds", Help: "Predict call latency, by objective and reason.", Buckets: stage.LatencyBuckets,
-	}, []string{"objective", "reason"})
-	s.orphans = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "rdv_frontend_orphan_results_total", Help: "Results on the reply partition with no waiting call.",
-	})
-	env.Reg.MustRegister(s.calls, s.latency, s.orphans)
-
-	for _, name := range cfg.Objectives {
-		set, err := schemas.Load(cfg.Common.SchemasDir, name)
+	for _, o := range s.objectives {
+		if err := env.RequireReadable(ctx, o.topics.Results, schemas.Result); err != nil {
+			return nil, err
+		}
+		set, err := schemas.Load(cfg.Common.SchemasDir, o.name)
 		if err != nil {
 			return nil, err
 		}
-		fields, err := set.Features()
-		if err != nil {
+		if o.enc, err = env.Serde.Encoder(ctx, topics.Subject(o.topics.Requests), set.Text[schemas.Request]); err != nil {
 			return nil, err
 		}
-		ts := topics.For(name)
-		if err := env.RequireReadable(ctx, ts.Results, schemas.Result); err != nil {
-			return nil, err
-		}
-		enc, err := env.Serde.Encoder(ctx, topics.Subject(ts.Requests), set.Text[schemas.Request])
-		if err != nil {
-			return nil, err
-		}
-		s.objectives[name] = &objective{name: name, topics: ts, features: fields, enc: enc}
 	}
 
 	// Resolve the reply partitions' end offsets before taking calls, so that
@@ -206,6 +216,40 @@ func newServer(ctx context.Context, cfg Config, env *stage.Env) (*Server, error)
 	s.cl, err = env.Client(opts...)
 	if err != nil {
 		return nil, err
+	}
+	return s, nil
+}
+
+// baseServer is what both modes share: the metrics and each objective's
+// features, with no Kafka or registry behind them yet.
+func baseServer(cfg Config, env *stage.Env) (*Server, error) {
+	s := &Server{
+		cfg:        cfg,
+		env:        env,
+		objectives: map[string]*objective{},
+		pending:    map[string]chan answer{},
+		resultRd:   env.Reader(schemas.Result),
+	}
+	s.calls = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "rdv_frontend_calls_total", Help: "Predict calls, by objective, HTTP status and reason.",
+	}, []string{"objective", "code", "reason"})
+	s.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "rdv_frontend_call_seconds", Help: "Predict call latency, by objective and reason.", Buckets: stage.LatencyBuckets,
+	}, []string{"objective", "reason"})
+	s.orphans = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "rdv_frontend_orphan_results_total", Help: "Results on the reply partition with no waiting call.",
+	})
+	env.Reg.MustRegister(s.calls, s.latency, s.orphans)
+	for _, name := range cfg.Objectives {
+		set, err := schemas.Load(cfg.Common.SchemasDir, name)
+		if err != nil {
+			return nil, err
+		}
+		fields, err := set.Features()
+		if err != nil {
+			return nil, err
+		}
+		s.objectives[name] = &objective{name: name, topics: topics.For(name), features: fields}
 	}
 	return s, nil
 }

@@ -79,6 +79,10 @@ func (s *Server) predict(w http.ResponseWriter, r *http.Request, objName string)
 		return
 	}
 	id := newID()
+	if s.direct != nil {
+		s.predictDirect(w, objName, id, features, start)
+		return
+	}
 	now := start.UnixMicro()
 	native := map[string]any{
 		"request_id":      id,
@@ -101,7 +105,11 @@ func (s *Server) predict(w http.ResponseWriter, r *http.Request, objName string)
 	s.cl.Produce(r.Context(), &kgo.Record{Topic: obj.topics.Requests, Key: []byte(id), Value: value}, func(_ *kgo.Record, err error) {
 		produced <- err
 	})
-	timer := time.NewTimer(s.cfg.SLA + s.cfg.Grace)
+	wait := s.cfg.SLA + s.cfg.Grace
+	if s.cfg.DefaultResult != "" {
+		wait = s.cfg.SLA + s.cfg.Fallback
+	}
+	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	for {
 		select {
@@ -117,13 +125,17 @@ func (s *Server) predict(w http.ResponseWriter, r *http.Request, objName string)
 				s.fail(w, objName, http.StatusBadGateway, "the answer could not be decoded", id)
 				return
 			}
-			resp := s.response(id, objName, features, a.rec, start)
-			s.calls.WithLabelValues(objName, "200", resp.Reason).Inc()
-			s.latency.WithLabelValues(objName, resp.Reason).Observe(time.Since(start).Seconds())
-			writeJSON(w, http.StatusOK, resp)
+			s.answerOK(w, objName, id, features, a.rec, start)
 			return
 		case <-timer.C:
 			s.take(id)
+			if s.cfg.DefaultResult != "" {
+				s.answerOK(w, objName, id, features, map[string]any{
+					"model": "default", "version": "", "result": serde.Opt(s.cfg.DefaultResult),
+					"reason": ReasonExpired, "policy": "frontend",
+				}, start)
+				return
+			}
 			s.fail(w, objName, http.StatusGatewayTimeout, fmt.Sprintf("no answer within %v (SLA %v): is the rendezvous stage running?", s.cfg.SLA+s.cfg.Grace, s.cfg.SLA), id)
 			return
 		case <-r.Context().Done():
@@ -131,6 +143,18 @@ func (s *Server) predict(w http.ResponseWriter, r *http.Request, objName string)
 			return
 		}
 	}
+}
+
+// ReasonExpired is the reason of a default answered because no decision
+// arrived in time: by the frontend at its fallback time, and in the
+// decisions log by the rendezvous stage that decides the request later.
+const ReasonExpired = "expired"
+
+func (s *Server) answerOK(w http.ResponseWriter, objName, id string, features map[string]any, rec map[string]any, start time.Time) {
+	resp := s.response(id, objName, features, rec, start)
+	s.calls.WithLabelValues(objName, "200", resp.Reason).Inc()
+	s.latency.WithLabelValues(objName, resp.Reason).Observe(time.Since(start).Seconds())
+	writeJSON(w, http.StatusOK, resp)
 }
 
 func (s *Server) response(id, objName string, features map[string]any, rec map[string]any, start time.Time) Response {

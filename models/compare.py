@@ -30,7 +30,9 @@ def close(a, b, path):
 
 def main():
     shipped, fresh = Path(sys.argv[1]), Path(sys.argv[2])
-    names = sorted(p.name for p in shipped.glob("*.json"))
+    # stateful.json is derived from canary.json by a Go test
+    # (stages/model/evaluator, TestStatefulIrisFile), not trained.
+    names = sorted(p.name for p in shipped.glob("*.json") if p.name != "stateful.json")
     for name in names:
         close(json.loads((shipped / name).read_text()), json.loads((fresh / name).read_text()), name)
     print(f"{len(names)} model files match a fresh training run")

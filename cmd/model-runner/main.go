@@ -6,6 +6,8 @@ import (
 	"context"
 	"flag"
 	"os"
+	"strconv"
+	"time"
 
 	"github.com/rendezvous-ml/rendezvous/pipeline/config"
 	"github.com/rendezvous-ml/rendezvous/pipeline/stage"
@@ -29,9 +31,32 @@ func main() {
 	fs.StringVar(&cfg.Name, "name", config.Env("RDV_MODEL_NAME", ""), "model name (default: the file's)")
 	fs.StringVar(&cfg.Version, "version", config.Env("RDV_MODEL_VERSION", ""), "model version (default: the file's)")
 	fs.StringVar(&cfg.Role, "role", config.Env("RDV_MODEL_ROLE", cfg.Role), "champion, canary, challenger or shadow")
-	fs.StringVar(&cfg.Group, "group", cfg.Group, "consumer group (default rdv.<objective>.model.<name>)")
+	fs.StringVar(&cfg.Group, "group", cfg.Group, "consumer group (default rdv.<objective>.model.<name>.<version>)")
 	fs.BoolVar(&cfg.FromStart, "from-start", cfg.FromStart, "a new consumer group starts at the oldest input rather than the newest (score history; use with -max-staleness 0)")
 	fs.DurationVar(&cfg.MaxStaleness, "max-staleness", cfg.MaxStaleness, "skip inputs whose deadline passed longer ago than this (0 scores all)")
+	fs.Func("priority", "announce this priority in the model registry (lower answers first; default: the rendezvous stage's declared order)", func(v string) error {
+		n, err := strconv.Atoi(v)
+		cfg.Priority = &n
+		return err
+	})
+	fs.Func("budget", "announce this wait budget in the model registry, e.g. 50ms (default: the rendezvous stage's declared budget)", func(v string) error {
+		d, err := time.ParseDuration(v)
+		cfg.Budget = &d
+		return err
+	})
+	fs.Func("tenant", "announce the model as this tenant's own (it answers only requests whose key is the tenant)", func(v string) error {
+		cfg.Tenant = &v
+		return nil
+	})
+	fs.DurationVar(&cfg.Replay.Since, "since", 0, "replay: score the inputs of this long ago up to now into the replay-scores topic, then go live (e.g. 2h)")
+	fs.Func("from-timestamp", "replay: score the inputs from this time (RFC 3339) on, then go live", func(v string) error {
+		t, err := time.Parse(time.RFC3339, v)
+		cfg.Replay.From = t
+		return err
+	})
+	fs.Int64Var(&cfg.Replay.Offset, "from-offset", -1, "replay: score the inputs from this offset of every partition on, then go live")
+	fs.StringVar(&cfg.Replay.Archive, "from-archive", "", "replay: score the inputs in this archive directory (the log connector's), then the topic from where the archive ends, then go live")
+	fs.DurationVar(&cfg.Heartbeat, "heartbeat", cfg.Heartbeat, "interval of the heartbeats on the model registry rdv.models (negative: do not announce)")
 	_ = fs.Parse(os.Args[1:])
 	stage.Main("model-runner", func(ctx context.Context) error { return model.Run(ctx, cfg) })
 }

@@ -31,6 +31,12 @@ const usage = `rdv: the Rendezvous operator CLI
   rdv schemas check            compare the working tree's schemas with the registry; non-zero exit if incompatible
   rdv schemas register         register the working tree's schemas
   rdv schemas diff             show field by field what changed against the registry
+  rdv models list|promote|retire|activate|set
+                               the live model registry: list model versions, promote a challenger, retire a model
+  rdv compare <objective> -champion A -challenger B [-since 2h] [-html FILE]
+                               compare two models on the same requests: agreement, latency, errors, drift
+  rdv replay <objective> <model> -model FILE -since 2h
+                               warm a new model version up on history, with a progress bar, then go live
   rdv archive ls               list archive files with their offset ranges and counts
   rdv archive cat [-id ID]     print archived records as JSON lines
   rdv archive verify           check the archive against the topics: no gap, no overlap, counts
@@ -55,6 +61,12 @@ func main() {
 			os.Exit(2)
 		}
 		err = runSchemas(os.Args[2], os.Args[3:])
+	case "models":
+		err = runModels(os.Args[2:])
+	case "replay":
+		err = runReplay(os.Args[2:])
+	case "compare":
+		err = runCompare(os.Args[2:])
 	case "archive":
 		if len(os.Args) < 3 {
 			fmt.Fprint(os.Stderr, usage)

@@ -299,12 +299,16 @@ func (c Config) procs(brokers []string, regURL string) []*Proc {
 		specs = append(specs, s)
 	}
 	procs := []*Proc{
-		mk("frontend", "frontend", "http://"+c.FrontendAddr, "-addr", c.FrontendAddr, "-sla", c.SLA.String()),
+		mk("frontend", "frontend", "http://"+c.FrontendAddr, "-addr", c.FrontendAddr, "-sla", c.SLA.String(), "-default-result", c.DefaultResult),
 		mk("enricher", "enricher", "requests -> inputs"),
 	}
 	for _, m := range c.Models {
-		procs = append(procs, mk("model-"+m.Name, "model-runner", "inputs -> scores ("+m.Role+")",
-			"-model", m.File, "-name", m.Name, "-role", m.Role))
+		args := []string{"-model", m.File, "-name", m.Name, "-role", m.Role}
+		if m.Budget > 0 {
+			// Announced, so a promotion can hand the budget to the new champion.
+			args = append(args, "-budget", m.Budget.String())
+		}
+		procs = append(procs, mk("model-"+m.Name, "model-runner", "inputs -> scores ("+m.Role+")", args...))
 	}
 	procs = append(procs,
 		mk("rendezvous", "rendezvous", "requests+scores -> results, decisions", "-models", strings.Join(specs, ","), "-default-result", c.DefaultResult),

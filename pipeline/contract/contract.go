@@ -28,13 +28,14 @@ type Subject struct {
 }
 
 // Subjects lists an objective's subjects in pipeline order. The decoy log
-// carries the inputs' bytes, so it holds the input contract too.
+// carries the inputs' bytes, so it holds the input contract too; replayed
+// scores are scores, so they share the score contract.
 func Subjects(objective string) []Subject {
 	ts := topics.For(objective)
 	byKind := map[schemas.Kind][]string{
 		schemas.Request:  {ts.Requests},
 		schemas.Input:    {ts.Inputs, ts.Decoy},
-		schemas.Score:    {ts.Scores},
+		schemas.Score:    {ts.Scores, ts.ReplayScores},
 		schemas.Result:   {ts.Results},
 		schemas.Decision: {ts.Decisions},
 		schemas.Context:  {ts.Context},

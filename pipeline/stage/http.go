@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync/atomic"
 	"time"
 
@@ -40,7 +41,11 @@ func NewRegistry() *prometheus.Registry {
 	return reg
 }
 
-// Mux serves /healthz, /readyz and /metrics.
+// Mux serves /healthz, /readyz, /metrics and the Go profiler under
+// /debug/pprof/. The profiler costs nothing until asked, and it is how the
+// hot path is tuned on the running pipeline (see the README's
+// "Performance"); it shares the health address, which is loopback unless
+// the operator says otherwise.
 func Mux(h *Health, g prometheus.Gatherer) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -58,6 +63,11 @@ func Mux(h *Health, g prometheus.Gatherer) *http.ServeMux {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": reason})
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return mux
 }
 

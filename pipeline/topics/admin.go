@@ -35,6 +35,7 @@ func Ensure(ctx context.Context, adm *kadm.Client, objective string, l Layout) e
 		{s.Requests, l.Partitions, nil},
 		{s.Inputs, l.Partitions, nil},
 		{s.Scores, l.Partitions, nil},
+		{s.ReplayScores, l.Partitions, nil},
 		{s.Results, l.ReplyPartitions, nil},
 		{s.Decisions, l.Partitions, nil},
 		{s.Decoy, l.Partitions, nil},

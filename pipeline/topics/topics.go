@@ -18,6 +18,10 @@ type Set struct {
 	Decoy     string
 	Context   string
 	DLQ       string
+
+	// ReplayScores holds the scores a model runner computes over history
+	// (a replay), kept apart from the live scores the rendezvous races.
+	ReplayScores string
 }
 
 // For returns the topic names of an objective: rdv.<objective>.<name>.
@@ -33,6 +37,8 @@ func For(objective string) Set {
 		Decoy:     p("decoy"),
 		Context:   p("context"),
 		DLQ:       p("dlq"),
+
+		ReplayScores: p("replay-scores"),
 	}
 }
 

@@ -3,6 +3,11 @@
 // in the same Kafka transaction as its consumer offsets. A read_committed
 // reader of the decoy log therefore sees every input exactly once, whatever
 // crashes or rebalances happen.
+//
+// Since it decodes every input anyway, the decoy also hosts the drift
+// monitor (package drift), on by default: each committed input goes to the
+// monitor, which compares the live feature distributions and the canary's
+// prediction mix with a reference window and exports the PSI gauges.
 package decoy
 
 import (
@@ -12,11 +17,13 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/rendezvous-ml/rendezvous/pipeline/config"
 	"github.com/rendezvous-ml/rendezvous/pipeline/serde"
 	"github.com/rendezvous-ml/rendezvous/pipeline/stage"
 	"github.com/rendezvous-ml/rendezvous/schemas"
+	"github.com/rendezvous-ml/rendezvous/stages/drift"
 )
 
 // Config is the decoy's configuration.
@@ -24,13 +31,23 @@ type Config struct {
 	Common config.Common
 	// Group is the consumer group; empty means rdv.<objective>.decoy.
 	Group string
+	// DriftOff turns the drift monitor off.
+	DriftOff bool
+	// Drift configures the drift monitor; its Env is the decoy's.
+	Drift drift.Config
 }
 
 // Defaults returns the decoy defaults.
-func Defaults() Config { return Config{Common: config.Defaults()} }
+func Defaults() Config { return Config{Common: config.Defaults(), Drift: drift.Defaults()} }
 
 // Validate names the bad field.
-func (c Config) Validate() error { return c.Common.Validate() }
+func (c Config) Validate() error {
+	err := c.Common.Validate()
+	if !c.DriftOff {
+		err = errors.Join(err, c.Drift.Validate())
+	}
+	return err
+}
 
 // Run runs the decoy until ctx ends.
 func Run(ctx context.Context, cfg Config) error {
@@ -43,6 +60,14 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if cfg.Group == "" {
 		cfg.Group = "rdv." + cfg.Common.Objective + ".decoy"
+	}
+	var mon *drift.Monitor
+	if !cfg.DriftOff {
+		dc := cfg.Drift
+		dc.Env = env
+		if mon, err = drift.New(dc); err != nil {
+			return err
+		}
 	}
 	return env.Run(ctx, func(ctx context.Context) error {
 		if err := env.RequireReadable(ctx, env.Topics.Inputs, schemas.Input); err != nil {
@@ -74,25 +99,39 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		defer sess.Close()
 		env.WatchLag(ctx, sess.Client(), cfg.Group)
-		return loop(ctx, env, sess)
+		g, gctx := errgroup.WithContext(ctx)
+		if mon != nil {
+			g.Go(func() error { return mon.Run(gctx) })
+		}
+		g.Go(func() error { return loop(gctx, env, sess, mon) })
+		return g.Wait()
 	})
 }
 
 // Copy returns the decoy-log record for an input record, or the dead-letter
 // record when the input cannot be decoded.
 func Copy(ctx context.Context, env *stage.Env, reader *serde.Schema, r *kgo.Record) *kgo.Record {
-	if _, err := env.Serde.Decode(ctx, r.Value, reader); err != nil {
+	out, _ := copyInput(ctx, env, reader, r)
+	return out
+}
+
+// copyInput is Copy, also returning the decoded input (nil when it was
+// dead-lettered).
+func copyInput(ctx context.Context, env *stage.Env, reader *serde.Schema, r *kgo.Record) (*kgo.Record, map[string]any) {
+	in, err := env.Serde.Decode(ctx, r.Value, reader)
+	if err != nil {
 		env.Metrics.Errors.WithLabelValues("decode").Inc()
 		env.Metrics.Records.WithLabelValues(r.Topic, "dead_letter").Inc()
 		env.Log.Warn("dead-lettered", "partition", r.Partition, "offset", r.Offset, "err", err)
-		return stage.DeadLetterRecord(env.Topics.DLQ, env.Name, r, err)
+		return stage.DeadLetterRecord(env.Topics.DLQ, env.Name, r, err), nil
 	}
 	env.Metrics.Records.WithLabelValues(r.Topic, "ok").Inc()
-	return &kgo.Record{Topic: env.Topics.Decoy, Key: r.Key, Value: r.Value, Headers: r.Headers, Timestamp: r.Timestamp}
+	return &kgo.Record{Topic: env.Topics.Decoy, Key: r.Key, Value: r.Value, Headers: r.Headers, Timestamp: r.Timestamp}, in
 }
 
-func loop(ctx context.Context, env *stage.Env, sess *kgo.GroupTransactSession) error {
+func loop(ctx context.Context, env *stage.Env, sess *kgo.GroupTransactSession, mon *drift.Monitor) error {
 	reader := env.Reader(schemas.Input)
+	var batch []map[string]float64
 	for {
 		fs := sess.PollFetches(ctx)
 		if fs.IsClientClosed() || ctx.Err() != nil {
@@ -110,8 +149,13 @@ func loop(ctx context.Context, env *stage.Env, sess *kgo.GroupTransactSession) e
 		if err := sess.Begin(); err != nil {
 			return fmt.Errorf("begin transaction: %w", err)
 		}
+		batch = batch[:0]
 		fs.EachRecord(func(r *kgo.Record) {
-			sess.Produce(ctx, Copy(ctx, env, reader, r), func(r *kgo.Record, err error) {
+			out, in := copyInput(ctx, env, reader, r)
+			if in != nil && mon != nil {
+				batch = append(batch, serde.Doubles(in, "features"))
+			}
+			sess.Produce(ctx, out, func(r *kgo.Record, err error) {
 				if err == nil {
 					env.Metrics.Produced.WithLabelValues(r.Topic).Inc()
 				}
@@ -128,6 +172,12 @@ func loop(ctx context.Context, env *stage.Env, sess *kgo.GroupTransactSession) e
 		if !committed {
 			env.Metrics.Errors.WithLabelValues("txn_aborted").Inc()
 			env.Log.Warn("transaction aborted (rebalance); the batch will be read again")
+			continue
+		}
+		// Only committed inputs count for drift: an aborted batch is read
+		// again and would count twice.
+		for _, x := range batch {
+			mon.ObserveInput(x)
 		}
 	}
 }

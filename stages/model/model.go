@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,7 +50,8 @@ type Config struct {
 	// Name and Version override the model file's own.
 	Name, Version string
 	Role          string
-	// Group is the consumer group; empty means rdv.<objective>.model.<name>.
+	// Group is the consumer group; empty means rdv.<objective>.model.<name>.<version>:
+	// every model version reads every input.
 	Group string
 	// MaxStaleness skips inputs whose deadline passed longer ago than this:
 	// after a restart the runner catches up instead of scoring requests that
@@ -58,6 +60,15 @@ type Config struct {
 	// FromStart makes a new consumer group start at the beginning of the
 	// inputs instead of their end: a new model version scores history.
 	FromStart bool
+	// What the runner announces on the live model registry besides its
+	// name, version and role; nil leaves it to the rendezvous stage's
+	// declared models. Heartbeat is the interval (negative: do not announce).
+	Priority  *int
+	Budget    *time.Duration
+	Tenant    *string
+	Heartbeat time.Duration
+	// Replay scores history before going live (see Replay).
+	Replay Replay
 }
 
 // Defaults returns the runner defaults.
@@ -66,7 +77,8 @@ func Defaults() Config {
 	// The stage loop scores one input at a time: a batching window would
 	// only delay each call.
 	remote.BatchWindow = 0
-	return Config{Common: config.Defaults(), Kind: KindFile, OIP: remote, Role: RoleChampion, MaxStaleness: 30 * time.Second}
+	return Config{Common: config.Defaults(), Kind: KindFile, OIP: remote, Role: RoleChampion, MaxStaleness: 30 * time.Second,
+		Heartbeat: time.Second, Replay: Replay{Offset: -1}}
 }
 
 // Validate names the bad field.
@@ -102,6 +114,21 @@ func (c Config) Validate() error {
 	case RoleChampion, RoleCanary, RoleChallenger, RoleShadow:
 	default:
 		errs = append(errs, fmt.Errorf("role: %q is not champion, canary, challenger or shadow", c.Role))
+	}
+	if c.Priority != nil && *c.Priority < 0 {
+		errs = append(errs, fmt.Errorf("priority: %d must not be negative", *c.Priority))
+	}
+	if c.Budget != nil && *c.Budget < 0 {
+		errs = append(errs, fmt.Errorf("budget: %v must not be negative", *c.Budget))
+	}
+	if strings.ContainsAny(c.Name, "|@") || strings.ContainsAny(c.Version, "|") {
+		errs = append(errs, fmt.Errorf("name: %q (version %q) must not contain '|' or '@'", c.Name, c.Version))
+	}
+	if err := c.Replay.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Replay.Active() && c.FromStart {
+		errs = append(errs, errors.New("from-start: scores history as live; with a replay (-since, -from-...) drop it"))
 	}
 	if c.MaxStaleness < 0 {
 		errs = append(errs, fmt.Errorf("max-staleness: %v must not be negative", c.MaxStaleness))
@@ -142,6 +169,9 @@ func Run(ctx context.Context, cfg Config) error {
 	group := cfg.Group
 	if group == "" {
 		group = fmt.Sprintf("rdv.%s.model.%s", cfg.Common.Objective, cfg.Name)
+		if cfg.Version != "" {
+			group += "." + cfg.Version
+		}
 	}
 	return env.Run(ctx, func(ctx context.Context) error {
 		if remote != nil {
@@ -159,20 +189,38 @@ func Run(ctx context.Context, cfg Config) error {
 		if err != nil {
 			return err
 		}
+		ann, unannounce, err := announce(ctx, env, cfg)
+		if err != nil {
+			return err
+		}
+		defer unannounce()
+		r := &runner{cfg: cfg, env: env, model: m, enc: enc, reader: env.Reader(schemas.Input)}
 		opts := append(stage.HotPathOpts(), env.GroupOpts(group)...)
 		opts = append(opts,
 			kgo.ConsumeTopics(env.Topics.Inputs),
 			kgo.ConsumeResetOffset(startOffset(cfg.FromStart)),
 			kgo.AutoCommitMarks(),
 		)
-		opts = append(opts, stage.GroupReadiness(env.Health, env.Log)...)
+		if cfg.Replay.Active() {
+			// Ready, and announced live, only once history is scored.
+			if err := r.startReplay(ctx, group, ann); err != nil {
+				return err
+			}
+			opts = append(opts, kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, a map[string][]int32) {
+				env.Log.Info("partitions assigned", "partitions", a)
+			}))
+		} else {
+			opts = append(opts, stage.GroupReadiness(env.Health, env.Log)...)
+		}
 		cl, err := env.Client(opts...)
 		if err != nil {
 			return err
 		}
 		defer cl.Close()
 		env.WatchLag(ctx, cl, group)
-		r := &runner{cfg: cfg, env: env, model: m, enc: enc, reader: env.Reader(schemas.Input)}
+		if r.replay != nil {
+			go r.replay.watch(ctx)
+		}
 		r.compute = prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "rdv_model_compute_seconds", Help: "Time the model spends on one input.", Buckets: stage.LatencyBuckets,
 			ConstLabels: prometheus.Labels{"model": cfg.Name, "version": cfg.Version},
@@ -220,10 +268,12 @@ func waitServer(ctx context.Context, c *oip.Client, env *stage.Env) error {
 }
 
 type runner struct {
-	cfg      Config
-	env      *stage.Env
-	model    evaluator.Model
-	enc      *serde.Encoder
+	cfg       Config
+	env       *stage.Env
+	model     evaluator.Model
+	enc       *serde.Encoder
+	replayEnc *serde.Encoder
+	replay    *replayer // nil unless replaying history
 	reader   *serde.Schema
 	compute  prometheus.Histogram
 	outcomes *prometheus.CounterVec
@@ -233,6 +283,23 @@ func (r *runner) handle(ctx context.Context, rec *kgo.Record) ([]*kgo.Record, er
 	in, err := r.env.Serde.Decode(ctx, rec.Value, r.reader)
 	if err != nil {
 		return nil, err
+	}
+	if rp := r.replay; rp != nil && rp.active.Load() {
+		if time.Now().Before(time.UnixMicro(serde.Long(in, "deadline_us"))) {
+			// An input that can still be answered: history is behind us.
+			rp.goLive("reached inputs that can still be answered")
+		} else {
+			out, err := r.replayRecord(in, rec.Key)
+			if err != nil {
+				return nil, err
+			}
+			rp.handled(rec.Partition, rec.Offset)
+			rp.count()
+			return []*kgo.Record{out}, nil
+		}
+	}
+	if r.replay != nil {
+		r.replay.handled(rec.Partition, rec.Offset)
 	}
 	if r.cfg.MaxStaleness > 0 && time.Since(time.UnixMicro(serde.Long(in, "deadline_us"))) > r.cfg.MaxStaleness {
 		r.outcomes.WithLabelValues("skipped_stale").Inc()
@@ -296,6 +363,10 @@ func predict(m evaluator.Model, in map[string]any) (evaluator.Prediction, error)
 		// Not the handler's context: on shutdown the batch in hand is
 		// finished, and the call timeout bounds the wait.
 		return dp.PredictBefore(context.Background(), x, deadline)
+	}
+	// A stateful model keeps its statistics per routing key (evaluator.Keyed).
+	if km, ok := m.(evaluator.Keyed); ok {
+		return km.PredictKeyed(serde.Str(in, "key"), x)
 	}
 	return m.Predict(x)
 }

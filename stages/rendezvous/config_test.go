@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rendezvous-ml/rendezvous/pipeline/fleet"
 	"github.com/rendezvous-ml/rendezvous/stages/rendezvous/policy"
 )
 
@@ -79,6 +80,7 @@ func TestModelSpecAnswers(t *testing.T) {
 
 func validConfig() Config {
 	c := Defaults()
+	c.LiveModels = false
 	c.Models = []ModelSpec{{Name: "dt", Role: "champion", Budget: 30 * time.Millisecond}, {Name: "lr", Role: "challenger"}, {Name: "nn", Role: "canary"}}
 	return c
 }
@@ -117,11 +119,86 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-func TestConfigOrder(t *testing.T) {
-	c := validConfig()
-	want := []policy.Model{{Name: "dt", Budget: 30 * time.Millisecond}, {Name: "nn"}}
-	if got := c.order(); !reflect.DeepEqual(got, want) {
-		t.Fatalf("order() = %+v, want the answering models in the order given: %+v", got, want)
+func TestStaticPolicy(t *testing.T) {
+	pc, err := validConfig().static()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := policy.New(pc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(e.Chain(policy.Request{}), ","); got != "dt,nn" {
+		t.Fatalf("chain %s, want the answering models in the order given: dt,nn", got)
+	}
+	if b, _ := e.Budget("dt", policy.Request{SLA: 100 * time.Millisecond}); b != 30*time.Millisecond {
+		t.Fatalf("dt budget %v", b)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// What the stage waits for, given what the registry holds: announced and
+// directed settings win over the declared ones, which fill in the rest.
+func TestBind(t *testing.T) {
+	c := Defaults()
+	c.Models = []ModelSpec{{Name: "dt", Role: "champion", Budget: 50 * time.Millisecond}, {Name: "canary", Role: "canary"}, {Name: "challenger", Role: "shadow"}}
+	live := func(name, version, role string) fleet.Model {
+		return fleet.Model{Name: name, Version: version, Role: role, Status: fleet.StatusLive}
+	}
+	promoted := live("challenger", "1", "champion")
+	promoted.Priority, promoted.Budget = ptr(0), ptr(40*time.Millisecond)
+	demoted := live("dt", "1", "challenger")
+	stale := live("dt", "2", "champion")
+	stale.Status = "stale"
+	retired := live("canary", "2", "canary")
+	retired.Retired = true
+	tests := []struct {
+		name   string
+		models []fleet.Model
+		chain  string
+		budget map[string]time.Duration
+		want   []string // every model bound, key:role
+	}{
+		{"nothing live", nil, "", nil, nil},
+		{"declared defaults fill in", []fleet.Model{live("dt", "1", "champion"), live("canary", "1", "canary"), live("challenger", "1", "shadow")},
+			"dt@1,canary@1", map[string]time.Duration{"dt@1": 50 * time.Millisecond, "canary@1": 100 * time.Millisecond},
+			[]string{"dt@1:champion", "canary@1:canary", "challenger@1:shadow"}},
+		{"a promotion", []fleet.Model{demoted, live("canary", "1", "canary"), promoted},
+			"challenger@1,canary@1", map[string]time.Duration{"challenger@1": 40 * time.Millisecond},
+			[]string{"dt@1:challenger", "canary@1:canary", "challenger@1:champion"}},
+		{"stale and retired are not waited for", []fleet.Model{stale, retired, live("canary", "1", "canary")},
+			"canary@1", nil, []string{"canary@1:canary"}},
+		{"an unknown model joins as a shadow after the declared ones", []fleet.Model{live("dt", "1", "champion"), {Name: "new", Version: "3", Status: fleet.StatusLive}},
+			"dt@1", nil, []string{"dt@1:champion", "new@3:shadow"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pc, err := c.bind(tt.models)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, m := range pc.Models {
+				got = append(got, m.Key()+":"+m.Role)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("bound %v, want %v", got, tt.want)
+			}
+			e, err := policy.New(pc, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := policy.Request{ID: "r", SLA: 100 * time.Millisecond}
+			if got := strings.Join(e.Chain(req), ","); got != tt.chain {
+				t.Fatalf("chain %q, want %q", got, tt.chain)
+			}
+			for key, want := range tt.budget {
+				if got, _ := e.Budget(key, req); got != want {
+					t.Errorf("budget of %s: %v, want %v", key, got, want)
+				}
+			}
+		})
 	}
 }
 

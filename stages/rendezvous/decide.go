@@ -78,9 +78,10 @@ func (s *stageState) onRequest(ctx context.Context, r *kgo.Record, rec map[strin
 func (s *stageState) onScore(ctx context.Context, r *kgo.Record, rec map[string]any, now time.Time) {
 	s.env.Metrics.Records.WithLabelValues(r.Topic, "ok").Inc()
 	id := serde.Str(rec, "request_id")
-	model := serde.Str(rec, "model")
+	model, version := serde.Str(rec, "model"), serde.Str(rec, "version")
+	key := s.scoreKey(model, version)
 	if s.parts[r.Partition].decided[id] {
-		s.m.scores.WithLabelValues(model, "after_close").Inc()
+		s.m.scores.WithLabelValues(key, "after_close").Inc()
 		return
 	}
 	b, ok := s.boxes[id]
@@ -91,43 +92,66 @@ func (s *stageState) onScore(ctx context.Context, r *kgo.Record, rec map[string]
 		s.boxes[id] = b
 		s.m.open.Set(float64(len(s.boxes)))
 		s.wake.schedule(b, now.Add(s.cfg.OrphanTTL))
-		s.m.scores.WithLabelValues(model, "orphan").Inc()
+		s.m.scores.WithLabelValues(key, "orphan").Inc()
 	}
 	if b.minScore < 0 || r.Offset < b.minScore {
 		b.minScore = r.Offset
 	}
-	if prev, dup := b.Scores[model]; dup {
+	if prev, dup := b.Scores[key]; dup {
 		prev.Duplicates++
-		s.m.scores.WithLabelValues(model, "duplicate").Inc()
+		s.m.scores.WithLabelValues(key, "duplicate").Inc()
 		return
 	}
 	result, hasResult := serde.OptStr(rec, "result")
-	_, failed := serde.OptStr(rec, "error")
+	errText, failed := serde.OptStr(rec, "error")
 	sc := &seen{
 		Score: policy.Score{
 			Model:         model,
-			Version:       serde.Str(rec, "version"),
+			Version:       version,
 			Role:          serde.Str(rec, "role"),
 			Result:        result,
 			Probabilities: serde.Doubles(rec, "probabilities"),
 			Failed:        failed || !hasResult,
 		},
+		Error:     errText,
 		ComputeUS: serde.Long(rec, "compute_us"),
 		ArrivedUS: now.UnixMicro(),
 		Late:      b.Decided,
 	}
-	b.Scores[model] = sc
-	b.Arrival = append(b.Arrival, model)
+	b.Scores[key] = sc
+	b.Arrival = append(b.Arrival, key)
 	switch {
 	case sc.Failed:
-		s.m.scores.WithLabelValues(model, "failed").Inc()
+		s.m.scores.WithLabelValues(key, "failed").Inc()
+		s.m.errs.WithLabelValues(key).Inc()
 	case b.Decided:
-		s.m.scores.WithLabelValues(model, "late").Inc()
+		s.m.scores.WithLabelValues(key, "late").Inc()
+		s.m.late.WithLabelValues(key).Inc()
 	default:
-		s.m.scores.WithLabelValues(model, "in_time").Inc()
+		s.m.scores.WithLabelValues(key, "in_time").Inc()
 	}
 	if b.Req != nil {
+		s.m.latency.WithLabelValues(key).Observe(float64(sc.ArrivedUS-b.Req.ReceivedUS) / 1e6)
+		s.judge(b, key, sc, now)
 		s.evaluate(ctx, b, now)
+	}
+}
+
+// judge records how the model with key did on b's request, once its score
+// is there: ok when it answered within its budget, an error, or a timeout
+// when the answer came after the budget (it held the answer up).
+func (s *stageState) judge(b *mailbox, key string, sc *seen, now time.Time) {
+	budget, ok := s.eng.Budget(key, b.request())
+	if !ok {
+		return // not a model the policy uses: nothing to break
+	}
+	switch {
+	case sc.Failed:
+		s.record(b, key, policy.ResultError, now)
+	case sc.ArrivedUS-b.Req.ReceivedUS > budget.Microseconds():
+		s.record(b, key, policy.ResultTimeout, now)
+	default:
+		s.record(b, key, policy.ResultOK, now)
 	}
 }
 
@@ -139,23 +163,39 @@ func (s *stageState) evaluate(ctx context.Context, b *mailbox, now time.Time) {
 	}
 	received := time.UnixMicro(b.Req.ReceivedUS)
 	deadline := time.UnixMicro(b.Req.DeadlineUS)
+	req := b.request()
 	if !b.Decided {
-		pol := policy.Priority{Order: s.order, SLA: deadline.Sub(received)}
 		elapsed := now.Sub(received)
-		if !s.caughtUp(b.Partition) && elapsed >= pol.SLA {
+		if !s.caughtUp(b.Partition) && elapsed >= deadline.Sub(received) {
 			// Catching up after a rebalance: the scores may be next in the
 			// partition. Decide once what was there is read.
 			s.wake.schedule(b, now.Add(10*time.Millisecond))
 			return
 		}
-		o := pol.Decide(elapsed, b.policyScores())
+		var o policy.Outcome
+		if elapsed > req.SLA+s.cfg.Expire {
+			// Too late to answer by policy: the frontend has answered, or is
+			// about to answer, the default by itself.
+			o = policy.Outcome{Decided: true, Policy: s.eng.Kind(), Reason: ReasonExpired}
+		} else {
+			o = s.eng.Decide(req, elapsed, b.policyScores())
+		}
 		if !o.Decided {
 			s.wake.schedule(b, received.Add(o.WakeAt))
 			return
 		}
 		s.answer(ctx, b, o, now)
+		// The models the answer did not wait for any longer are late.
+		for _, key := range s.eng.Chain(req) {
+			if _, there := b.Scores[key]; there {
+				continue
+			}
+			if budget, ok := s.eng.Budget(key, req); ok && elapsed >= budget {
+				s.record(b, key, policy.ResultTimeout, now)
+			}
+		}
 	}
-	if s.complete(b) || !now.Before(deadline.Add(s.cfg.Grace)) {
+	if s.complete(b, req) || !now.Before(deadline.Add(s.cfg.Grace)) {
 		s.closeBox(ctx, b, now)
 		return
 	}
@@ -163,9 +203,9 @@ func (s *stageState) evaluate(ctx context.Context, b *mailbox, now time.Time) {
 }
 
 // complete reports whether every expected model has reported.
-func (s *stageState) complete(b *mailbox) bool {
-	for name := range s.all {
-		if _, ok := b.Scores[name]; !ok {
+func (s *stageState) complete(b *mailbox, req policy.Request) bool {
+	for _, key := range s.eng.Expected(req) {
+		if _, ok := b.Scores[key]; !ok {
 			return false
 		}
 	}
@@ -194,12 +234,16 @@ func (s *stageState) fire(ctx context.Context, now time.Time) {
 func (s *stageState) answer(ctx context.Context, b *mailbox, o policy.Outcome, now time.Time) {
 	b.Decided = true
 	b.Reason = o.Reason
+	b.Policy = o.Policy
+	if b.Policy == "" {
+		b.Policy = policy.KindPriority
+	}
 	b.DecidedUS = now.UnixMicro()
 	res := map[string]any{
 		"request_id":    b.ID,
 		"objective":     s.cfg.Common.Objective,
 		"reason":        o.Reason,
-		"policy":        policyName,
+		"policy":        b.Policy,
 		"model":         "default",
 		"version":       "",
 		"result":        serde.Opt(s.cfg.DefaultResult),
@@ -208,7 +252,13 @@ func (s *stageState) answer(ctx context.Context, b *mailbox, o policy.Outcome, n
 		"decided_us":    b.DecidedUS,
 	}
 	if o.Winner != nil {
-		b.Winner = o.Winner.Model
+		b.Winner = s.scoreKey(o.Winner.Model, o.Winner.Version)
+		if _, ok := b.Scores[b.Winner]; !ok {
+			// A synthesized score (an ensemble's): keep it for the decision.
+			b.Scores[b.Winner] = &seen{Score: *o.Winner, ArrivedUS: now.UnixMicro()}
+			b.Arrival = append(b.Arrival, b.Winner)
+		}
+		s.m.wins.WithLabelValues(b.Winner).Inc()
 		res["model"] = o.Winner.Model
 		res["version"] = o.Winner.Version
 		res["result"] = serde.Opt(o.Winner.Result)
@@ -246,6 +296,15 @@ func (s *stageState) shed(ctx context.Context, r *kgo.Record, id string, rec map
 }
 
 func (s *stageState) closeBox(ctx context.Context, b *mailbox, now time.Time) {
+	if b.Reason != ReasonShed {
+		// The answering models that never reported: timeouts.
+		req := b.request()
+		for _, key := range s.eng.Chain(req) {
+			if _, there := b.Scores[key]; !there {
+				s.record(b, key, policy.ResultTimeout, now)
+			}
+		}
+	}
 	delete(s.boxes, b.ID)
 	s.m.open.Set(float64(len(s.boxes)))
 	value, err := s.decideE.Encode(make([]byte, 0, 512), s.decision(b, now))
@@ -263,7 +322,11 @@ func (s *stageState) decision(b *mailbox, now time.Time) map[string]any {
 		sc := b.Scores[name]
 		var errV any
 		if sc.Failed {
-			errV = serde.Opt("model error")
+			msg := sc.Error
+			if msg == "" {
+				msg = "model error"
+			}
+			errV = serde.Opt(msg)
 		}
 		scores = append(scores, map[string]any{
 			"model":      sc.Model,
@@ -278,9 +341,9 @@ func (s *stageState) decision(b *mailbox, now time.Time) map[string]any {
 		})
 	}
 	var missing []any
-	for _, m := range s.cfg.Models {
-		if _, ok := b.Scores[m.Name]; !ok {
-			missing = append(missing, m.Name)
+	for _, key := range s.eng.Expected(b.request()) {
+		if _, ok := b.Scores[key]; !ok {
+			missing = append(missing, key)
 		}
 	}
 	if missing == nil {
@@ -299,7 +362,7 @@ func (s *stageState) decision(b *mailbox, now time.Time) map[string]any {
 		"decided_us":  b.DecidedUS,
 		"closed_us":   now.UnixMicro(),
 		"reason":      b.Reason,
-		"policy":      policyName,
+		"policy":      b.Policy,
 		"model":       model,
 		"version":     version,
 		"result":      serde.Opt(result),

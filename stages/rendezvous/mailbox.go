@@ -21,6 +21,7 @@ type request struct {
 // seen is one model's score as the mailbox recorded it.
 type seen struct {
 	policy.Score
+	Error      string // the model's error message, when it failed
 	ComputeUS  int64
 	ArrivedUS  int64 // absolute
 	Late       bool
@@ -36,7 +37,8 @@ type mailbox struct {
 	Arrival   []string // model names in arrival order
 	Decided   bool
 	Reason    string
-	Winner    string
+	Policy    string
+	Winner    string // score key of the winner; "" for the default
 	DecidedUS int64
 	OrphanAt  int64 // first score's arrival, for orphans
 
@@ -44,10 +46,24 @@ type mailbox struct {
 	// none: the scores partition may not be committed past it while open.
 	minScore int64
 	wake     time.Time
+	// recorded holds the models whose result on this request the breaker
+	// has had, so none is counted twice.
+	recorded map[string]bool
 }
 
 func newMailbox(id string, p int32) *mailbox {
 	return &mailbox{ID: id, Partition: p, Scores: map[string]*seen{}, minScore: -1}
+}
+
+// request is the policy's view of the mailbox's request.
+func (m *mailbox) request() policy.Request {
+	r := policy.Request{ID: m.ID}
+	if m.Req != nil {
+		r.Key = m.Req.Key
+		r.Received = time.UnixMicro(m.Req.ReceivedUS)
+		r.SLA = time.Duration(m.Req.DeadlineUS-m.Req.ReceivedUS) * time.Microsecond
+	}
+	return r
 }
 
 func (m *mailbox) policyScores() map[string]*policy.Score {

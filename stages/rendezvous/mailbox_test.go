@@ -79,7 +79,7 @@ func TestRescheduleLeavesAStaleEntry(t *testing.T) {
 // dropped when they fire, which makes the effect visible.
 func TestFireSkipsStaleEntries(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	s := &stageState{m: newMetrics(reg), boxes: map[string]*mailbox{}}
+	s := &stageState{m: newMetrics(reg, "iris"), boxes: map[string]*mailbox{}}
 	add := func(id string) *mailbox {
 		b := newMailbox(id, 0)
 		s.boxes[id] = b
@@ -134,7 +134,7 @@ func TestFireSkipsStaleEntries(t *testing.T) {
 }
 
 func TestFireIgnoresAStaleEntryOfARecreatedMailbox(t *testing.T) {
-	s := &stageState{m: newMetrics(prometheus.NewRegistry()), boxes: map[string]*mailbox{}}
+	s := &stageState{m: newMetrics(prometheus.NewRegistry(), "iris"), boxes: map[string]*mailbox{}}
 	old := newMailbox("x", 0)
 	s.boxes["x"] = old
 	s.wake.schedule(old, at(10))

@@ -53,6 +53,7 @@ func (s *stageState) dropPartition(p int32) {
 	}
 	delete(s.parts, p)
 	s.m.open.Set(float64(len(s.boxes)))
+	s.m.owned.Set(float64(len(s.parts)))
 }
 
 // restore takes partition p on: it notes how far the partition reaches, so
@@ -62,6 +63,7 @@ func (s *stageState) restore(ctx context.Context, p int32) error {
 	s.dropPartition(p)
 	ps := &partState{reqNext: -1, scoreNext: -1, decided: map[string]bool{}}
 	s.parts[p] = ps
+	s.m.owned.Set(float64(len(s.parts)))
 	adm := kadm.NewClient(s.cons)
 	ends, err := adm.ListEndOffsets(ctx, s.env.Topics.Requests, s.env.Topics.Scores)
 	if err != nil {

@@ -32,7 +32,9 @@ import (
 // mailboxes were open.
 const ReasonShed = "shed"
 
-const policyName = "priority"
+// ReasonExpired is the reason of a request decided past its deadline (plus
+// Config.Expire): the default, as the frontend answered it.
+const ReasonExpired = "expired"
 
 type metrics struct {
 	decisions *prometheus.CounterVec
@@ -42,10 +44,48 @@ type metrics struct {
 	txns      *prometheus.CounterVec
 	commit    prometheus.Histogram
 	skipped   prometheus.Counter
+	// Per model version (label model = name@version).
+	wins     *prometheus.CounterVec
+	late     *prometheus.CounterVec
+	errs     *prometheus.CounterVec
+	timeouts *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+	circuit  *prometheus.GaugeVec
+	expected prometheus.Gauge
+	policies *prometheus.CounterVec
+	owned    prometheus.Gauge
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer, objective string) *metrics {
+	obj := prometheus.Labels{"objective": objective}
 	m := &metrics{
+		wins: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rdv_rendezvous_model_wins_total", Help: "Answers given with a model's score, by model version.", ConstLabels: obj,
+		}, []string{"model"}),
+		late: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rdv_rendezvous_late_scores_total", Help: "Scores that arrived after their request was answered, by model version.", ConstLabels: obj,
+		}, []string{"model"}),
+		errs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rdv_rendezvous_model_errors_total", Help: "Scores that carried a model error, by model version.", ConstLabels: obj,
+		}, []string{"model"}),
+		timeouts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rdv_rendezvous_model_timeouts_total", Help: "Times an answering model had not answered within its budget, by model version.", ConstLabels: obj,
+		}, []string{"model"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "rdv_rendezvous_model_latency_seconds", Help: "From the request's receipt to its score's arrival at the rendezvous, by model version.", ConstLabels: obj, Buckets: stage.LatencyBuckets,
+		}, []string{"model"}),
+		circuit: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "rdv_rendezvous_circuit_state", Help: "Circuit breaker state by model version: 0 closed, 1 half-open, 2 open.", ConstLabels: obj,
+		}, []string{"model"}),
+		expected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "rdv_rendezvous_models_waited", Help: "Model versions the stage waits for now (live in the model registry).", ConstLabels: obj,
+		}),
+		owned: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "rdv_rendezvous_owned_partitions", Help: "Partitions of the requests topic this instance owns (and so their mailboxes).", ConstLabels: obj,
+		}),
+		policies: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rdv_rendezvous_policy_updates_total", Help: "Policy rebuilds from the model registry, by outcome (applied, rejected).", ConstLabels: obj,
+		}, []string{"outcome"}),
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rdv_rendezvous_decisions_total", Help: "Answers, by reason and winning model.",
 		}, []string{"reason", "model"}),
@@ -68,7 +108,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "rdv_rendezvous_replayed_decided_total", Help: "Replayed requests skipped because their decision was already logged.",
 		}),
 	}
-	reg.MustRegister(m.decisions, m.scores, m.open, m.toDecide, m.txns, m.commit, m.skipped)
+	reg.MustRegister(m.decisions, m.scores, m.open, m.toDecide, m.txns, m.commit, m.skipped,
+		m.wins, m.late, m.errs, m.timeouts, m.latency, m.circuit, m.expected, m.policies, m.owned)
 	return m
 }
 
@@ -101,11 +142,15 @@ type pending struct {
 }
 
 type stageState struct {
-	cfg   Config
-	env   *stage.Env
-	m     *metrics
-	order []policy.Model
-	all   map[string]ModelSpec
+	cfg Config
+	env *stage.Env
+	m   *metrics
+
+	// eng decides; it is rebuilt when the live models change, with the same
+	// breaker, so a model's circuit survives a promotion.
+	eng     *policy.Engine
+	breaker *policy.Breaker
+	fleet   *fleetView
 
 	cons    *kgo.Client // requests and scores, in the group
 	hot     *kgo.Client // results: the latency-bound hop
@@ -152,9 +197,7 @@ func newStage(ctx context.Context, cfg Config, env *stage.Env) (*stageState, err
 	s := &stageState{
 		cfg:      cfg,
 		env:      env,
-		m:        newMetrics(env.Reg),
-		order:    cfg.order(),
-		all:      map[string]ModelSpec{},
+		m:        newMetrics(env.Reg, cfg.Common.Objective),
 		reqRd:    env.Reader(schemas.Request),
 		scoreRd:  env.Reader(schemas.Score),
 		assigned: make(chan map[string][]int32, 16),
@@ -162,8 +205,8 @@ func newStage(ctx context.Context, cfg Config, env *stage.Env) (*stageState, err
 		boxes:    map[string]*mailbox{},
 		parts:    map[int32]*partState{},
 	}
-	for _, m := range cfg.Models {
-		s.all[m.Name] = m
+	if cfg.Policy.Breaker != nil {
+		s.breaker = policy.NewBreaker(*cfg.Policy.Breaker)
 	}
 	for topic, k := range map[string]schemas.Kind{env.Topics.Requests: schemas.Request, env.Topics.Scores: schemas.Score} {
 		if err := env.RequireReadable(ctx, topic, k); err != nil {
@@ -178,6 +221,11 @@ func newStage(ctx context.Context, cfg Config, env *stage.Env) (*stageState, err
 		return nil, err
 	}
 	if s.hot, err = env.Client(append(stage.HotPathOpts(), kgo.RecordPartitioner(kgo.ManualPartitioner()))...); err != nil {
+		return nil, err
+	}
+	// The models to wait for are known before the first request is read.
+	if err := s.startModels(ctx); err != nil {
+		s.hot.Close()
 		return nil, err
 	}
 	txc, err := env.Client(
@@ -228,11 +276,12 @@ func newStage(ctx context.Context, cfg Config, env *stage.Env) (*stageState, err
 		return nil, err
 	}
 	env.WatchLag(ctx, s.cons, cfg.Group)
-	env.Log.Info("rendezvous configured", "models", cfg.Models, "grace", cfg.Grace, "default", cfg.DefaultResult)
+	env.Log.Info("rendezvous configured", "policy", s.eng.Kind(), "models", s.eng.Keys(), "live_models", cfg.LiveModels, "grace", cfg.Grace, "default", cfg.DefaultResult)
 	return s, nil
 }
 
 func (s *stageState) close() {
+	s.stopModels()
 	s.cons.Close()
 	s.hot.Close()
 	s.w.cl.Close()
@@ -268,6 +317,7 @@ func (s *stageState) loop(ctx context.Context) error {
 	for {
 		s.handleRebalances(ctx)
 		now := time.Now()
+		s.refreshModels(now)
 		s.fire(ctx, now)
 		if !now.Before(nextCommit) {
 			s.handOff()

@@ -245,7 +245,9 @@ func resetObjective(t testing.TB, brokers []string, objective string) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	ts := topics.For(objective)
-	all := append(ts.Logs(), ts.Context, ts.DLQ)
+	// The model registry too: a directive of an earlier test (a promotion)
+	// would outlive it.
+	all := append(ts.Logs(), ts.Context, ts.DLQ, ts.ReplayScores, topics.Models)
 	_, _ = adm.DeleteTopics(ctx, all...)
 	if groups, err := adm.ListGroups(ctx); err == nil {
 		var mine []string
@@ -452,6 +454,15 @@ func (s *Stack) StartStage(name, binary string, args ...string) string {
 	)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	// Pid and address files as rdv dev writes for its own, so Kill, Pid and
+	// Addr work on it.
+	_ = os.MkdirAll(filepath.Join(s.Dir, "run"), 0o755)
+	if err := os.WriteFile(filepath.Join(s.Dir, "run", name+".pid"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o644); err != nil {
+		s.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(s.Dir, "run", name+".addr"), []byte(addr), 0o644); err != nil {
 		s.t.Fatal(err)
 	}
 	exited := make(chan struct{})

@@ -10,7 +10,9 @@
 //     softmax (multinomial) or a normalized one-vs-rest sigmoid;
 //   - ties in an argmax go to the first class, like numpy.
 //
-// A Model is immutable once parsed and safe for concurrent use.
+// A Model is safe for concurrent use. Trees, forests and linear models are
+// immutable once parsed; kind "stateful" (stateful.go) learns per-entity
+// statistics from every input it scores.
 package evaluator
 
 import (
@@ -36,7 +38,8 @@ var (
 	ErrInvalidInput = errors.New("invalid input")
 	// ErrUnsupportedFormat: the "format" field is not Format.
 	ErrUnsupportedFormat = errors.New("unsupported model format")
-	// ErrUnknownKind: the "kind" field is not tree, forest or linear.
+	// ErrUnknownKind: the "kind" field is not tree, forest, linear or
+	// stateful.
 	ErrUnknownKind = errors.New("unknown model kind")
 	// ErrMalformed: the model document is not valid JSON or its fields are
 	// inconsistent (array lengths, indices, non-finite numbers, ...).
@@ -94,6 +97,8 @@ type document struct {
 	Coef      [][]float64 `json:"coef"` // kind "linear"
 	Intercept []float64   `json:"intercept"`
 	Link      string      `json:"link"`
+
+	statefulDoc // kind "stateful", see stateful.go
 }
 
 // Parse parses a JSON model document.
@@ -146,8 +151,10 @@ func build(doc *document) (Model, error) {
 			return nil, fmt.Errorf("%w: linear: %w", ErrMalformed, err)
 		}
 		return l, nil
+	case kindStateful:
+		return newStateful(b, doc)
 	default:
-		return nil, fmt.Errorf("%w %q (want tree, forest or linear)", ErrUnknownKind, doc.Kind)
+		return nil, fmt.Errorf("%w %q (want tree, forest, linear or stateful)", ErrUnknownKind, doc.Kind)
 	}
 }
 

@@ -69,6 +69,26 @@ type Config struct {
 	AB        *ABConfig       `json:"ab,omitempty"`
 	Ensemble  *EnsembleConfig `json:"ensemble,omitempty"`
 	Breaker   *BreakerConfig  `json:"breaker,omitempty"`
+
+	// live marks a config bound to the models deployed right now (Live):
+	// references to models that are not deployed are not errors.
+	live bool
+}
+
+// Live binds base to the models deployed now: its models are replaced by
+// models. A/B arms and ensemble members that name a model not deployed now
+// are not errors, as they are in a document: models come and go at run
+// time, and an arm or an ensemble with no deployed member answers by its
+// fallback, or the default at the SLA. Everything else is validated as
+// usual.
+func Live(base Config, models []ModelConfig) (Config, error) {
+	c := base
+	c.Models = models
+	c.live = true
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
 }
 
 // ModelConfig is one deployed model version.
@@ -182,6 +202,22 @@ func Parse(data []byte) (Config, error) {
 	return c, nil
 }
 
+// ParseLive reads a policy document for a stage that learns its models
+// from the live registry: models may be omitted (they come and go), and
+// references to models not listed are not errors (see Live).
+func ParseLive(data []byte) (Config, error) {
+	var c Config
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return Config{}, fmt.Errorf("policy config: %w", err)
+	}
+	if dec.More() {
+		return Config{}, errors.New("policy config: trailing data after the document")
+	}
+	return Live(c, c.Models)
+}
+
 func fieldErr(field, format string, a ...any) error {
 	return fmt.Errorf("%s: %s", field, fmt.Sprintf(format, a...))
 }
@@ -196,7 +232,7 @@ func (c Config) Validate() error {
 	default:
 		return fieldErr("policy", "%q is not priority, latest, ab or ensemble", c.Policy)
 	}
-	if len(c.Models) == 0 {
+	if len(c.Models) == 0 && !c.live {
 		return fieldErr("models", "at least one model is required")
 	}
 	seen := map[string]bool{}
@@ -219,6 +255,12 @@ func (c Config) Validate() error {
 				shared++
 			}
 		case RoleChallenger, RoleShadow:
+		case "":
+			if !c.live {
+				return fieldErr(f+".role", "is empty: champion, canary, challenger or shadow")
+			}
+			// Bound live, a model's role is what its runner announces: the
+			// document only sets its budget, priority, tenant or sampling.
 		default:
 			return fieldErr(f+".role", "%q is not champion, canary, challenger or shadow", m.Role)
 		}
@@ -229,7 +271,7 @@ func (c Config) Validate() error {
 			return fieldErr(f+".budget", "%v is negative", time.Duration(m.Budget))
 		}
 		if m.Sample != nil {
-			if m.Role != RoleShadow {
+			if m.Role != RoleShadow && !(c.live && m.Role == "") {
 				return fieldErr(f+".sample", "only shadows are sampled, %q is a %s", m.Name, m.Role)
 			}
 			if m.Sample.Percent < 0 || m.Sample.Percent > 100 || math.IsNaN(m.Sample.Percent) {
@@ -242,7 +284,7 @@ func (c Config) Validate() error {
 			}
 		}
 	}
-	if (c.kind() == KindPriority || c.kind() == KindLatest) && shared == 0 {
+	if (c.kind() == KindPriority || c.kind() == KindLatest) && shared == 0 && !c.live {
 		return fieldErr("models", "a %s policy needs a champion or canary without a tenant", c.kind())
 	}
 	if c.kind() == KindAB {
@@ -301,7 +343,7 @@ func (c Config) validateAB() error {
 			return fieldErr(f+".models", "is empty")
 		}
 		for j, r := range a.Models {
-			if _, err := c.resolve(r); err != nil {
+			if _, err := c.resolve(r); err != nil && !c.live {
 				return fieldErr(f+".models["+strconv.Itoa(j)+"]", "%v", err)
 			}
 		}
@@ -330,10 +372,18 @@ func (c Config) validateEnsemble() error {
 	}
 	for j, r := range e.Models {
 		idx, err := c.resolve(r)
-		if err != nil {
+		if err != nil && !c.live {
 			return fieldErr("ensemble.models["+strconv.Itoa(j)+"]", "%v", err)
 		}
 		members += len(idx)
+	}
+	if c.live {
+		// Fewer members than the quorum deployed: the ensemble cannot form
+		// and the priority chain answers, until they are back.
+		if e.Quorum < 1 {
+			return fieldErr("ensemble.quorum", "%d must be at least 1", e.Quorum)
+		}
+		return nil
 	}
 	if members == 0 {
 		return fieldErr("ensemble.models", "no member: list models, or deploy a champion or canary")

@@ -45,6 +45,7 @@ type Engine struct {
 	ensName string
 	tenants map[string][]int
 	breaker *Breaker
+	byKey   map[string]int
 }
 
 type compiled struct {
@@ -69,7 +70,7 @@ func New(c Config, b *Breaker) (*Engine, error) {
 	if b == nil && c.Breaker != nil {
 		b = NewBreaker(*c.Breaker)
 	}
-	e := &Engine{cfg: c, kind: c.kind(), breaker: b}
+	e := &Engine{cfg: c, kind: c.kind(), breaker: b, byKey: make(map[string]int, len(c.Models))}
 	var tenantIdx []int
 	for i, m := range c.Models {
 		cm := compiled{ModelConfig: m, key: m.Key(), budget: time.Duration(m.Budget), sample: -1}
@@ -77,6 +78,7 @@ func New(c Config, b *Breaker) (*Engine, error) {
 			cm.sample = int(math.Round(m.Sample.Percent * 100))
 		}
 		e.models = append(e.models, cm)
+		e.byKey[cm.key] = i
 		answers := m.Role == RoleChampion || m.Role == RoleCanary
 		switch {
 		case m.Tenant != "" && answers:
@@ -163,6 +165,38 @@ next:
 	}
 	return dst
 }
+
+// Budget is how long after req the engine waits for the model with key
+// (its budget, capped at the SLA); false when the engine has no such model.
+func (e *Engine) Budget(key string, req Request) (time.Duration, bool) {
+	i, ok := e.byKey[key]
+	if !ok {
+		return 0, false
+	}
+	d := decider{e: e, req: req, sla: e.sla(req)}
+	return d.budget(i), true
+}
+
+// Model is the configuration of the model with key.
+func (e *Engine) Model(key string) (ModelConfig, bool) {
+	i, ok := e.byKey[key]
+	if !ok {
+		return ModelConfig{}, false
+	}
+	return e.models[i].ModelConfig, true
+}
+
+// Keys lists the keys of every model the engine knows, in document order.
+func (e *Engine) Keys() []string {
+	out := make([]string, len(e.models))
+	for i := range e.models {
+		out[i] = e.models[i].key
+	}
+	return out
+}
+
+// Kind is the engine's main policy (priority, latest, ab or ensemble).
+func (e *Engine) Kind() string { return e.kind }
 
 // Breaker is the engine's breaker, nil when it has none.
 func (e *Engine) Breaker() *Breaker { return e.breaker }
@@ -332,7 +366,10 @@ func (d *decider) chainOutcome(chain []int, policy, first, rest string) Outcome 
 	switch {
 	case s != nil:
 		r := rest
-		if pos == 0 {
+		// In a priority chain "champion" means the champion answered: a
+		// canary at the head of the chain (no champion deployed, or it is
+		// gone) still answers as a fallback.
+		if pos == 0 && (policy != KindPriority || d.e.models[chain[0]].Role == RoleChampion) {
 			r = first
 		}
 		return Outcome{Decided: true, Policy: policy, Reason: r, Winner: s}

@@ -1,0 +1,119 @@
+package loadtest
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/rendezvous-ml/rendezvous/testcontainers/esfake"
+)
+
+// decisions reads the decisions topic (read_committed, as every log reader
+// does) and remembers each request id it saw.
+type decisions struct {
+	cl   *kgo.Client
+	seen map[string]bool
+}
+
+func newDecisions(brokers []string, topic string) (*decisions, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...),
+		kgo.ConsumeTopics(topic),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("decisions reader: %w", err)
+	}
+	return &decisions{cl: cl, seen: map[string]bool{}}, nil
+}
+
+func (d *decisions) close() { d.cl.Close() }
+
+// missing reads decisions until every id in ids has one or timeout passes,
+// and returns how many have none. Between steps the reader does not poll,
+// so it costs nothing while the load runs.
+func (d *decisions) missing(ctx context.Context, ids []string, timeout time.Duration) int {
+	deadline := time.Now().Add(timeout)
+	for {
+		n := 0
+		for _, id := range ids {
+			if !d.seen[id] {
+				n++
+			}
+		}
+		if n == 0 || time.Now().After(deadline) || ctx.Err() != nil {
+			return n
+		}
+		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		fs := d.cl.PollFetches(pctx)
+		cancel()
+		fs.EachRecord(func(r *kgo.Record) { d.seen[string(r.Key)] = true })
+	}
+}
+
+// histogram is the running sum and count of a Prometheus histogram, summed
+// over its label sets.
+type histogram struct{ sum, count float64 }
+
+// scrape reads the sum and count of histogram name from a stage's /metrics.
+func scrape(addr, name string) (histogram, error) {
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return histogram{}, err
+	}
+	defer resp.Body.Close()
+	var h histogram
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		var field *float64
+		switch {
+		case strings.HasPrefix(line, name+"_sum"):
+			field = &h.sum
+		case strings.HasPrefix(line, name+"_count"):
+			field = &h.count
+		default:
+			continue
+		}
+		f := strings.Fields(line)
+		if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
+			*field += v
+		}
+	}
+	return h, sc.Err()
+}
+
+// meanBetween is the mean observation between two scrapes, in ms.
+func meanBetween(a, b histogram) float64 {
+	if b.count <= a.count {
+		return 0
+	}
+	return (b.sum - a.sum) / (b.count - a.count) * 1000
+}
+
+// ServeESFake runs the Elasticsearch test server on a free loopback port,
+// prints "url=<base url>" and serves until SIGTERM or SIGINT.
+func ServeESFake() error {
+	es := esfake.New()
+	url, err := es.Start("")
+	if err != nil {
+		return err
+	}
+	defer es.Close()
+	fmt.Println("url=" + url)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	<-sig
+	return nil
+}
