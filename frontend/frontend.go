@@ -68,7 +68,7 @@ func Defaults() Config {
 		Objectives: []string{"iris"},
 		SLA:        100 * time.Millisecond,
 		Grace:      2 * time.Second,
-		Fallback:   30 * time.Millisecond,
+		Fallback:   40 * time.Millisecond,
 		MaxBody:    1 << 20,
 	}
 }

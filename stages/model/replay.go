@@ -318,8 +318,11 @@ func (rp *replayer) watch(ctx context.Context) {
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	t := time.NewTicker(500 * time.Millisecond)
+	// A short tick so the switch to live follows the end of history
+	// closely; progress is reported every fifth.
+	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
+	tick := 0
 	var lastDone int64
 	lastAt := time.Now()
 	var rate float64
@@ -337,6 +340,9 @@ func (rp *replayer) watch(ctx context.Context) {
 			continue
 		}
 		left := rp.leftIn(ends)
+		if tick++; left > 0 && tick%5 != 0 {
+			continue
+		}
 		rp.mu.Lock()
 		done := rp.done
 		rp.mu.Unlock()

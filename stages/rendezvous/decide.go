@@ -118,8 +118,10 @@ func (s *stageState) onScore(ctx context.Context, r *kgo.Record, rec map[string]
 		ArrivedUS: now.UnixMicro(),
 		Late:      b.Decided,
 	}
-	b.Scores[key] = sc
-	b.Arrival = append(b.Arrival, key)
+	b.add(key, sc)
+	if b.Req != nil && b.pending > 0 && s.eng.Expects(key, b.request()) {
+		b.pending--
+	}
 	switch {
 	case sc.Failed:
 		s.m.scores.WithLabelValues(key, "failed").Inc()
@@ -202,14 +204,20 @@ func (s *stageState) evaluate(ctx context.Context, b *mailbox, now time.Time) {
 	s.wake.schedule(b, deadline.Add(s.cfg.Grace))
 }
 
-// complete reports whether every expected model has reported.
+// complete reports whether every expected model has reported. The count
+// kept as scores arrive answers in one step; only when it reaches zero is
+// the list checked, as the models may have changed since the request came.
 func (s *stageState) complete(b *mailbox, req policy.Request) bool {
+	if b.pending > 0 {
+		return false
+	}
+	b.pending = 0
 	for _, key := range s.eng.Expected(req) {
 		if _, ok := b.Scores[key]; !ok {
-			return false
+			b.pending++
 		}
 	}
-	return true
+	return b.pending == 0
 }
 
 func (s *stageState) fire(ctx context.Context, now time.Time) {
@@ -255,8 +263,7 @@ func (s *stageState) answer(ctx context.Context, b *mailbox, o policy.Outcome, n
 		b.Winner = s.scoreKey(o.Winner.Model, o.Winner.Version)
 		if _, ok := b.Scores[b.Winner]; !ok {
 			// A synthesized score (an ensemble's): keep it for the decision.
-			b.Scores[b.Winner] = &seen{Score: *o.Winner, ArrivedUS: now.UnixMicro()}
-			b.Arrival = append(b.Arrival, b.Winner)
+			b.add(b.Winner, &seen{Score: *o.Winner, ArrivedUS: now.UnixMicro()})
 		}
 		s.m.wins.WithLabelValues(b.Winner).Inc()
 		res["model"] = o.Winner.Model

@@ -49,10 +49,15 @@ type mailbox struct {
 	// recorded holds the models whose result on this request the breaker
 	// has had, so none is counted twice.
 	recorded map[string]bool
+	pscores  map[string]*policy.Score
+	// pending counts the expected models that have not reported, from the
+	// request's arrival on; -1 until counted. It makes the "has everyone
+	// reported?" check one step per score, whatever the number of models.
+	pending int
 }
 
 func newMailbox(id string, p int32) *mailbox {
-	return &mailbox{ID: id, Partition: p, Scores: map[string]*seen{}, minScore: -1}
+	return &mailbox{ID: id, Partition: p, Scores: map[string]*seen{}, minScore: -1, pending: -1}
 }
 
 // request is the policy's view of the mailbox's request.
@@ -66,13 +71,19 @@ func (m *mailbox) request() policy.Request {
 	return r
 }
 
-func (m *mailbox) policyScores() map[string]*policy.Score {
-	out := make(map[string]*policy.Score, len(m.Scores))
-	for k, s := range m.Scores {
-		out[k] = &s.Score
+// add files a score, for the mailbox and for the policy.
+func (m *mailbox) add(key string, sc *seen) {
+	m.Scores[key] = sc
+	m.Arrival = append(m.Arrival, key)
+	if m.pscores == nil {
+		m.pscores = make(map[string]*policy.Score, 4)
 	}
-	return out
+	m.pscores[key] = &sc.Score
 }
+
+// policyScores is the scores as the policy reads them; kept as scores
+// arrive, so deciding costs nothing per model already there.
+func (m *mailbox) policyScores() map[string]*policy.Score { return m.pscores }
 
 // wakeups orders mailboxes by their next wake-up time. Entries are not
 // removed when a mailbox's time changes; a stale entry is skipped when its

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rendezvous-ml/rendezvous/stages/rendezvous/policy"
 )
 
 var t0 = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
@@ -168,10 +170,9 @@ func TestNewMailbox(t *testing.T) {
 	if b.ID != "id" || b.Partition != 4 || b.Scores == nil || b.minScore != -1 || !b.wake.IsZero() || b.Req != nil {
 		t.Fatalf("newMailbox = %+v", b)
 	}
-	b.Scores["dt"] = &seen{}
-	b.Scores["dt"].Result = "setosa"
+	b.add("dt@1", &seen{Score: policy.Score{Model: "dt", Version: "1", Result: "setosa"}})
 	ps := b.policyScores()
-	if len(ps) != 1 || ps["dt"] != &b.Scores["dt"].Score {
-		t.Fatalf("policyScores = %v", ps)
+	if len(ps) != 1 || ps["dt@1"] != &b.Scores["dt@1"].Score || len(b.Arrival) != 1 || b.Arrival[0] != "dt@1" {
+		t.Fatalf("policyScores = %v, arrival %v", ps, b.Arrival)
 	}
 }

@@ -247,6 +247,19 @@ func (e *Engine) Expected(req Request) []string {
 	return out
 }
 
+// Expects reports whether key is among Expected(req), in one step.
+func (e *Engine) Expects(key string, req Request) bool {
+	i, ok := e.byKey[key]
+	if !ok {
+		return false
+	}
+	m := &e.models[i]
+	if m.Tenant != "" && m.Tenant != req.Key {
+		return false
+	}
+	return m.Role != RoleShadow || e.sampled(m, req)
+}
+
 func (e *Engine) sampled(m *compiled, req Request) bool {
 	if m.sample < 0 {
 		return true
