@@ -119,6 +119,9 @@ type objective struct {
 	topics   topics.Set
 	features []schemas.Field
 	enc      *serde.Encoder
+	// scoreEnc writes the marker of a call the frontend answered itself
+	// (see expiredMarker).
+	scoreEnc *serde.Encoder
 }
 
 // answer is a decoded result, handed from the reply reader to the call.
@@ -186,6 +189,11 @@ func newServer(ctx context.Context, cfg Config, env *stage.Env) (*Server, error)
 		}
 		if o.enc, err = env.Serde.Encoder(ctx, topics.Subject(o.topics.Requests), set.Text[schemas.Request]); err != nil {
 			return nil, err
+		}
+		if cfg.DefaultResult != "" {
+			if o.scoreEnc, err = env.Serde.Encoder(ctx, topics.Subject(o.topics.Scores), set.Text[schemas.Score]); err != nil {
+				return nil, err
+			}
 		}
 	}
 

@@ -1,6 +1,7 @@
 package frontend
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -130,6 +131,7 @@ func (s *Server) predict(w http.ResponseWriter, r *http.Request, objName string)
 		case <-timer.C:
 			s.take(id)
 			if s.cfg.DefaultResult != "" {
+				s.expiredMarker(obj, id, start)
 				s.answerOK(w, objName, id, features, map[string]any{
 					"model": "default", "version": "", "result": serde.Opt(s.cfg.DefaultResult),
 					"reason": ReasonExpired, "policy": "frontend",
@@ -145,6 +147,35 @@ func (s *Server) predict(w http.ResponseWriter, r *http.Request, objName string)
 	}
 }
 
+// MarkerModel is the model name of the score the frontend writes when it
+// answers a call itself: the rendezvous stage that decides the request,
+// now or after taking its partition over, records what the caller got.
+const MarkerModel = "_frontend"
+
+// expiredMarker tells the rendezvous stage that this call was answered
+// with the default by the frontend: a score record on the request's key,
+// so on its partition, with the reason as the error.
+func (s *Server) expiredMarker(obj *objective, id string, start time.Time) {
+	if obj.scoreEnc == nil {
+		return
+	}
+	v, err := obj.scoreEnc.Encode(make([]byte, 0, 96), map[string]any{
+		"request_id": id, "objective": obj.name, "model": MarkerModel, "version": "", "role": "frontend",
+		"result": nil, "probabilities": map[string]any{},
+		"error":      serde.Opt(ReasonExpired + ": no decision within " + (s.cfg.SLA + s.cfg.Fallback).String() + "; the frontend answered the default"),
+		"compute_us": int64(0), "scored_us": time.Now().UnixMicro(),
+	})
+	if err != nil {
+		s.env.Log.Error("encode the expired marker", "request_id", id, "err", err)
+		return
+	}
+	s.cl.Produce(context.Background(), &kgo.Record{Topic: obj.topics.Scores, Key: []byte(id), Value: v}, func(_ *kgo.Record, err error) {
+		if err != nil {
+			s.env.Log.Error("write the expired marker", "request_id", id, "err", err)
+		}
+	})
+}
+
 // ReasonExpired is the reason of a default answered because no decision
 // arrived in time: by the frontend at its fallback time, and in the
 // decisions log by the rendezvous stage that decides the request later.
@@ -154,7 +185,7 @@ func (s *Server) answerOK(w http.ResponseWriter, objName, id string, features ma
 	resp := s.response(id, objName, features, rec, start)
 	s.calls.WithLabelValues(objName, "200", resp.Reason).Inc()
 	s.latency.WithLabelValues(objName, resp.Reason).Observe(time.Since(start).Seconds())
-	writeJSON(w, http.StatusOK, resp)
+	writeResponse(w, resp)
 }
 
 func (s *Server) response(id, objName string, features map[string]any, rec map[string]any, start time.Time) Response {

@@ -20,7 +20,7 @@ func main() {
 	models := fs.String("models", config.Env("RDV_MODELS", "dt:champion:50ms,canary:canary,challenger:shadow"),
 		"declared models in priority order, name:role[:budget], comma-separated: the defaults of the versions the registry announces (env RDV_MODELS)")
 	fs.StringVar(&cfg.DefaultResult, "default-result", config.Env("RDV_DEFAULT_RESULT", "unknown"), "answer given when no model answers within the SLA (env RDV_DEFAULT_RESULT)")
-	fs.DurationVar(&cfg.Expire, "expire", cfg.Expire, "a request decided later than this past its deadline gets the default, reason expired (as the frontend answered it); keep below the frontend's -fallback")
+	fs.DurationVar(&cfg.Settle, "settle", cfg.Settle, "how long past its deadline a decided mailbox waits for the frontend's marker of a call it answered itself; keep above the frontend's -fallback")
 	fs.DurationVar(&cfg.Grace, "grace", cfg.Grace, "how long after the deadline a mailbox waits for the models that have not reported")
 	fs.DurationVar(&cfg.CommitInterval, "commit-interval", cfg.CommitInterval, "how often decisions and offsets are committed")
 	fs.IntVar(&cfg.MaxOpen, "max-open", cfg.MaxOpen, "open mailboxes past which new requests are answered with the default at once")

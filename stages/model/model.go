@@ -274,9 +274,9 @@ type runner struct {
 	enc       *serde.Encoder
 	replayEnc *serde.Encoder
 	replay    *replayer // nil unless replaying history
-	reader   *serde.Schema
-	compute  prometheus.Histogram
-	outcomes *prometheus.CounterVec
+	reader    *serde.Schema
+	compute   prometheus.Histogram
+	outcomes  *prometheus.CounterVec
 }
 
 func (r *runner) handle(ctx context.Context, rec *kgo.Record) ([]*kgo.Record, error) {

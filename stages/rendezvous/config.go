@@ -81,12 +81,12 @@ type Config struct {
 	// DefaultResult is the meaningful default answered when no model
 	// answers within the SLA.
 	DefaultResult string
-	// Expire is how late past its deadline a request may still be decided
-	// by policy. Later (its partition had no owner, or the stage was
-	// stalled) it is decided with the default and reason "expired", which
-	// is what the frontend answered by itself meanwhile: keep it below the
-	// frontend's -fallback.
-	Expire time.Duration
+	// Settle is how long past its deadline a decided mailbox stays open
+	// even when every model has reported: long enough for the frontend's
+	// marker of a call it answered itself (its -fallback past the SLA, plus
+	// the trip), so the decision records what the caller got. The grace
+	// bounds it.
+	Settle time.Duration
 	// Grace is how long after a request's deadline its mailbox stays open
 	// for the models that have not reported, before the decision is logged.
 	Grace time.Duration
@@ -116,7 +116,7 @@ func Defaults() Config {
 		LiveModels:     true,
 		HeartbeatTTL:   3 * time.Second,
 		Grace:          time.Second,
-		Expire:         10 * time.Millisecond,
+		Settle:         80 * time.Millisecond,
 		CommitInterval: 100 * time.Millisecond,
 		OrphanTTL:      10 * time.Second,
 		MaxOpen:        200_000,
@@ -155,8 +155,8 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("policy: %w", err))
 		}
 	}
-	if c.Expire < 0 {
-		errs = append(errs, fmt.Errorf("expire: %v must not be negative", c.Expire))
+	if c.Settle < 0 {
+		errs = append(errs, fmt.Errorf("settle: %v must not be negative", c.Settle))
 	}
 	if c.Grace < 0 {
 		errs = append(errs, fmt.Errorf("grace: %v must not be negative", c.Grace))

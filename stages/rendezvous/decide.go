@@ -3,6 +3,7 @@ package rendezvous
 import (
 	"container/heap"
 	"context"
+	"sort"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -63,6 +64,7 @@ func (s *stageState) onRequest(ctx context.Context, r *kgo.Record, rec map[strin
 		s.m.open.Set(float64(len(s.boxes)))
 	}
 	b.OrphanAt = 0
+	b.late = !s.caughtUp(r.Partition) || now.UnixMicro() > serde.Long(rec, "deadline_us")
 	b.Req = &request{
 		Offset:         r.Offset,
 		Key:            serde.Str(rec, "key"),
@@ -80,6 +82,9 @@ func (s *stageState) onScore(ctx context.Context, r *kgo.Record, rec map[string]
 	id := serde.Str(rec, "request_id")
 	model, version := serde.Str(rec, "model"), serde.Str(rec, "version")
 	key := s.scoreKey(model, version)
+	if model == markerModel {
+		key = markerModel
+	}
 	if s.parts[r.Partition].decided[id] {
 		s.m.scores.WithLabelValues(key, "after_close").Inc()
 		return
@@ -118,6 +123,14 @@ func (s *stageState) onScore(ctx context.Context, r *kgo.Record, rec map[string]
 		ArrivedUS: now.UnixMicro(),
 		Late:      b.Decided,
 	}
+	if !s.caughtUp(r.Partition) {
+		// Read again after a takeover: it arrived when it was written.
+		sc.ArrivedUS = min(sc.ArrivedUS, r.Timestamp.UnixMicro())
+	}
+	if key == markerModel {
+		s.onMarker(ctx, b, sc, now)
+		return
+	}
 	b.add(key, sc)
 	if b.Req != nil && b.pending > 0 && s.eng.Expects(key, b.request()) {
 		b.pending--
@@ -137,6 +150,26 @@ func (s *stageState) onScore(ctx context.Context, r *kgo.Record, rec map[string]
 		s.judge(b, key, sc, now)
 		s.evaluate(ctx, b, now)
 	}
+}
+
+// onMarker notes that the frontend answered b's request with the default
+// itself: b is decided so, or, when it was decided but the answer reached
+// the frontend too late, the decision is corrected to what the caller got.
+func (s *stageState) onMarker(ctx context.Context, b *mailbox, sc *seen, now time.Time) {
+	sc.Late = false
+	b.Scores[markerModel] = sc
+	b.Arrival = append(b.Arrival, markerModel)
+	b.expired = true
+	s.m.scores.WithLabelValues(markerModel, "expired").Inc()
+	if b.Req == nil {
+		return
+	}
+	if b.Decided && b.Reason != ReasonExpired {
+		s.m.overtaken.Inc()
+		s.env.Log.Warn("answer overtaken by the frontend's default", "request_id", b.ID, "was", b.Reason, "winner", b.Winner)
+		b.Reason, b.Winner = ReasonExpired, ""
+	}
+	s.evaluate(ctx, b, now)
 }
 
 // judge records how the model with key did on b's request, once its score
@@ -175,11 +208,15 @@ func (s *stageState) evaluate(ctx context.Context, b *mailbox, now time.Time) {
 			return
 		}
 		var o policy.Outcome
-		if elapsed > req.SLA+s.cfg.Expire {
-			// Too late to answer by policy: the frontend has answered, or is
-			// about to answer, the default by itself.
+		switch {
+		case b.expired:
+			// The frontend answered the default itself.
 			o = policy.Outcome{Decided: true, Policy: s.eng.Kind(), Reason: ReasonExpired}
-		} else {
+		case elapsed > req.SLA:
+			// Decided late (a partition taken over, a stall): as the policy
+			// would have at the time, from when each score arrived.
+			o = s.decideAsOf(b, req)
+		default:
 			o = s.eng.Decide(req, elapsed, b.policyScores())
 		}
 		if !o.Decided {
@@ -197,11 +234,54 @@ func (s *stageState) evaluate(ctx context.Context, b *mailbox, now time.Time) {
 			}
 		}
 	}
-	if s.complete(b, req) || !now.Before(deadline.Add(s.cfg.Grace)) {
+	settle := min(s.cfg.Settle, s.cfg.Grace)
+	settled := !now.Before(deadline.Add(settle))
+	if (settled && s.complete(b, req)) || !now.Before(deadline.Add(s.cfg.Grace)) {
 		s.closeBox(ctx, b, now)
 		return
 	}
+	if !settled && s.complete(b, req) {
+		s.wake.schedule(b, deadline.Add(settle))
+		return
+	}
 	s.wake.schedule(b, deadline.Add(s.cfg.Grace))
+}
+
+// decideAsOf replays the policy over the scores in the order they arrived,
+// each at its arrival time, up to the SLA: the answer the stage would have
+// given had it been there.
+func (s *stageState) decideAsOf(b *mailbox, req policy.Request) policy.Outcome {
+	type arrival struct {
+		at  time.Duration
+		key string
+	}
+	var order []arrival
+	for _, key := range b.Arrival {
+		if sc := b.Scores[key]; sc != nil && key != markerModel {
+			order = append(order, arrival{time.Duration(sc.ArrivedUS-b.Req.ReceivedUS) * time.Microsecond, key})
+		}
+	}
+	sort.Slice(order, func(i, j int) bool { return order[i].at < order[j].at })
+	visible := map[string]*policy.Score{}
+	at, i := time.Duration(0), 0
+	for {
+		for i < len(order) && order[i].at <= at {
+			visible[order[i].key] = &b.Scores[order[i].key].Score
+			i++
+		}
+		o := s.eng.Decide(req, at, visible)
+		if o.Decided {
+			return o
+		}
+		next := o.WakeAt
+		if i < len(order) && order[i].at < next {
+			next = order[i].at
+		}
+		if next <= at {
+			next = at + time.Millisecond
+		}
+		at = next
+	}
 }
 
 // complete reports whether every expected model has reported. The count
@@ -273,6 +353,9 @@ func (s *stageState) answer(ctx context.Context, b *mailbox, o policy.Outcome, n
 	}
 	s.m.decisions.WithLabelValues(o.Reason, res["model"].(string)).Inc()
 	s.m.toDecide.Observe(now.Sub(time.UnixMicro(b.Req.ReceivedUS)).Seconds())
+	if b.expired {
+		return // the caller has its answer
+	}
 	s.reply(ctx, b, res)
 }
 

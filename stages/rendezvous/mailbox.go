@@ -54,6 +54,11 @@ type mailbox struct {
 	// request's arrival on; -1 until counted. It makes the "has everyone
 	// reported?" check one step per score, whatever the number of models.
 	pending int
+	// expired: the frontend answered the default itself (its marker came).
+	expired bool
+	// late: the stage read the request after its deadline, or before its
+	// partition caught up; the breaker learns nothing from it.
+	late bool
 }
 
 func newMailbox(id string, p int32) *mailbox {

@@ -189,6 +189,12 @@ func (s *stageState) scoreKey(model, version string) string {
 // record feeds the breaker and the per-model metrics with how model key
 // did on b's request.
 func (s *stageState) record(b *mailbox, key string, r policy.Result, now time.Time) {
+	if b.late {
+		// The stage itself was late for this request (a takeover's replay,
+		// a stall): the models' timing says nothing about the models, and
+		// a backlog judged as timeouts would open every circuit at once.
+		return
+	}
 	if b.recorded == nil {
 		b.recorded = map[string]bool{}
 	}

@@ -3,6 +3,7 @@ package rendezvous
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -16,11 +17,27 @@ func (s *stageState) handleRebalances(ctx context.Context) {
 		case r := <-s.revoked:
 			s.onRevoke(ctx, r)
 		case a := <-s.assigned:
-			for _, p := range a[s.env.Topics.Requests] {
-				if err := s.restore(ctx, p); err != nil {
-					s.env.Log.Error("restore partition", "partition", p, "err", err)
-				}
+			// Every partition's restore reads the log; they run side by
+			// side, since no request of those partitions is answered until
+			// all are done.
+			start := time.Now()
+			parts := a[s.env.Topics.Requests]
+			states := make([]*partState, len(parts))
+			for i, p := range parts {
+				states[i] = s.take(p)
 			}
+			var wg sync.WaitGroup
+			for i, p := range parts {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if err := s.restore(ctx, p, states[i]); err != nil {
+						s.env.Log.Error("restore partition", "partition", p, "err", err)
+					}
+				}()
+			}
+			wg.Wait()
+			s.env.Log.Info("partitions restored", "partitions", parts, "took", time.Since(start).Round(time.Millisecond))
 		default:
 			return
 		}
@@ -56,14 +73,19 @@ func (s *stageState) dropPartition(p int32) {
 	s.m.owned.Set(float64(len(s.parts)))
 }
 
-// restore takes partition p on: it notes how far the partition reaches, so
-// no deadline fires before what was already there is read, and which
-// requests already have a logged decision.
-func (s *stageState) restore(ctx context.Context, p int32) error {
+// take starts partition p afresh.
+func (s *stageState) take(p int32) *partState {
 	s.dropPartition(p)
 	ps := &partState{reqNext: -1, scoreNext: -1, decided: map[string]bool{}}
 	s.parts[p] = ps
 	s.m.owned.Set(float64(len(s.parts)))
+	return ps
+}
+
+// restore takes partition p on: it notes how far the partition reaches, so
+// no deadline fires before what was already there is read, and which
+// requests already have a logged decision.
+func (s *stageState) restore(ctx context.Context, p int32, ps *partState) error {
 	adm := kadm.NewClient(s.cons)
 	ends, err := adm.ListEndOffsets(ctx, s.env.Topics.Requests, s.env.Topics.Scores)
 	if err != nil {

@@ -32,9 +32,13 @@ import (
 // mailboxes were open.
 const ReasonShed = "shed"
 
-// ReasonExpired is the reason of a request decided past its deadline (plus
-// Config.Expire): the default, as the frontend answered it.
+// ReasonExpired is the reason recorded for a request the frontend answered
+// with the default itself, because no decision reached it in time (see
+// frontend.MarkerModel).
 const ReasonExpired = "expired"
+
+// markerModel is the model name of the frontend's marker score.
+const markerModel = "_frontend"
 
 type metrics struct {
 	decisions *prometheus.CounterVec
@@ -45,15 +49,16 @@ type metrics struct {
 	commit    prometheus.Histogram
 	skipped   prometheus.Counter
 	// Per model version (label model = name@version).
-	wins     *prometheus.CounterVec
-	late     *prometheus.CounterVec
-	errs     *prometheus.CounterVec
-	timeouts *prometheus.CounterVec
-	latency  *prometheus.HistogramVec
-	circuit  *prometheus.GaugeVec
-	expected prometheus.Gauge
-	policies *prometheus.CounterVec
-	owned    prometheus.Gauge
+	wins      *prometheus.CounterVec
+	late      *prometheus.CounterVec
+	errs      *prometheus.CounterVec
+	timeouts  *prometheus.CounterVec
+	latency   *prometheus.HistogramVec
+	circuit   *prometheus.GaugeVec
+	expected  prometheus.Gauge
+	policies  *prometheus.CounterVec
+	owned     prometheus.Gauge
+	overtaken prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, objective string) *metrics {
@@ -79,6 +84,9 @@ func newMetrics(reg prometheus.Registerer, objective string) *metrics {
 		}, []string{"model"}),
 		expected: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "rdv_rendezvous_models_waited", Help: "Model versions the stage waits for now (live in the model registry).", ConstLabels: obj,
+		}),
+		overtaken: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rdv_rendezvous_overtaken_total", Help: "Decisions corrected to the frontend's default: the answer reached the frontend after it had answered by itself.", ConstLabels: obj,
 		}),
 		owned: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "rdv_rendezvous_owned_partitions", Help: "Partitions of the requests topic this instance owns (and so their mailboxes).", ConstLabels: obj,
@@ -109,7 +117,7 @@ func newMetrics(reg prometheus.Registerer, objective string) *metrics {
 		}),
 	}
 	reg.MustRegister(m.decisions, m.scores, m.open, m.toDecide, m.txns, m.commit, m.skipped,
-		m.wins, m.late, m.errs, m.timeouts, m.latency, m.circuit, m.expected, m.policies, m.owned)
+		m.wins, m.late, m.errs, m.timeouts, m.latency, m.circuit, m.expected, m.policies, m.owned, m.overtaken)
 	return m
 }
 

@@ -225,6 +225,25 @@ func TestRendezvousRebalance(t *testing.T) {
 	time.Sleep(5 * time.Second)
 	close(stop)
 	calls := wait()
+	// Answers by reason, second by second, relative to the kill.
+	buckets := map[int]map[string]int{}
+	for _, c := range calls {
+		sec := int(c.sent.Sub(killedAt).Seconds() + 100) - 100
+		if buckets[sec] == nil {
+			buckets[sec] = map[string]int{}
+		}
+		buckets[sec][c.answer.Reason]++
+	}
+	var secs []int
+	for k := range buckets {
+		secs = append(secs, k)
+	}
+	sort.Ints(secs)
+	var timeline []string
+	for _, k := range secs {
+		timeline = append(timeline, fmt.Sprintf("%+ds %v", k, buckets[k]))
+	}
+	t.Logf("answers by second (0 = the kill; the new instance joined at %+.1fs):\n%s", joinedAt.Sub(killedAt).Seconds(), strings.Join(timeline, "\n"))
 	reasons := checkAnswers(t, s, calls, sla)
 	if reasons["champion"] < len(calls)/2 {
 		t.Errorf("only %d of %d answers by the champion: the pipeline was not in a steady state", reasons["champion"], len(calls))
