@@ -112,6 +112,10 @@ func (s *Server) predict(w http.ResponseWriter, r *http.Request, objName string)
 	}
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
+	// due: the fallback time passed while the request was not stored yet;
+	// a default then could answer a request that is lost, so it waits for
+	// the write (bounded by Grace).
+	due := false
 	for {
 		select {
 		case err := <-produced:
@@ -121,6 +125,10 @@ func (s *Server) predict(w http.ResponseWriter, r *http.Request, objName string)
 				return
 			}
 			produced = nil
+			if due {
+				s.expire(w, obj, id, features, start)
+				return
+			}
 		case a := <-ch:
 			if a.rec == nil {
 				s.fail(w, objName, http.StatusBadGateway, "the answer could not be decoded", id)
@@ -129,22 +137,37 @@ func (s *Server) predict(w http.ResponseWriter, r *http.Request, objName string)
 			s.answerOK(w, objName, id, features, a.rec, start)
 			return
 		case <-timer.C:
-			s.take(id)
-			if s.cfg.DefaultResult != "" {
-				s.expiredMarker(obj, id, start)
-				s.answerOK(w, objName, id, features, map[string]any{
-					"model": "default", "version": "", "result": serde.Opt(s.cfg.DefaultResult),
-					"reason": ReasonExpired, "policy": "frontend",
-				}, start)
-				return
+			switch {
+			case due:
+				s.take(id)
+				s.fail(w, objName, http.StatusServiceUnavailable, fmt.Sprintf("the request was not stored within %v", s.cfg.SLA+s.cfg.Fallback+s.cfg.Grace), id)
+			case s.cfg.DefaultResult != "" && produced != nil:
+				due = true
+				timer.Reset(s.cfg.Grace)
+				continue
+			case s.cfg.DefaultResult != "":
+				s.expire(w, obj, id, features, start)
+			default:
+				s.take(id)
+				s.fail(w, objName, http.StatusGatewayTimeout, fmt.Sprintf("no answer within %v (SLA %v): is the rendezvous stage running?", s.cfg.SLA+s.cfg.Grace, s.cfg.SLA), id)
 			}
-			s.fail(w, objName, http.StatusGatewayTimeout, fmt.Sprintf("no answer within %v (SLA %v): is the rendezvous stage running?", s.cfg.SLA+s.cfg.Grace, s.cfg.SLA), id)
 			return
 		case <-r.Context().Done():
 			s.take(id)
 			return
 		}
 	}
+}
+
+// expire answers the call with the default, as the frontend's own
+// decision, and marks it for the rendezvous stage.
+func (s *Server) expire(w http.ResponseWriter, obj *objective, id string, features map[string]any, start time.Time) {
+	s.take(id)
+	s.expiredMarker(obj, id, start)
+	s.answerOK(w, obj.name, id, features, map[string]any{
+		"model": "default", "version": "", "result": serde.Opt(s.cfg.DefaultResult),
+		"reason": ReasonExpired, "policy": "frontend",
+	}, start)
 }
 
 // MarkerModel is the model name of the score the frontend writes when it

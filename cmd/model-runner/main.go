@@ -48,14 +48,7 @@ func main() {
 		cfg.Tenant = &v
 		return nil
 	})
-	fs.DurationVar(&cfg.Replay.Since, "since", 0, "replay: score the inputs of this long ago up to now into the replay-scores topic, then go live (e.g. 2h)")
-	fs.Func("from-timestamp", "replay: score the inputs from this time (RFC 3339) on, then go live", func(v string) error {
-		t, err := time.Parse(time.RFC3339, v)
-		cfg.Replay.From = t
-		return err
-	})
-	fs.Int64Var(&cfg.Replay.Offset, "from-offset", -1, "replay: score the inputs from this offset of every partition on, then go live")
-	fs.StringVar(&cfg.Replay.Archive, "from-archive", "", "replay: score the inputs in this archive directory (the log connector's), then the topic from where the archive ends, then go live")
+	cfg.Replay.Register(fs)
 	fs.DurationVar(&cfg.Heartbeat, "heartbeat", cfg.Heartbeat, "interval of the heartbeats on the model registry rdv.models (negative: do not announce)")
 	_ = fs.Parse(os.Args[1:])
 	stage.Main("model-runner", func(ctx context.Context) error { return model.Run(ctx, cfg) })

@@ -32,14 +32,7 @@ func runReplay(args []string) error {
 	fs.StringVar(&cfg.Version, "version", "", "model version (default: the file's)")
 	fs.StringVar(&cfg.Role, "role", model.RoleChallenger, "the role it announces once live")
 	fs.StringVar(&cfg.Group, "group", "", "consumer group (default rdv.<objective>.model.<model>.<version>)")
-	fs.DurationVar(&cfg.Replay.Since, "since", 0, "replay the inputs of this long ago up to now")
-	fs.Func("from-timestamp", "replay the inputs from this time (RFC 3339) on", func(v string) error {
-		t, err := time.Parse(time.RFC3339, v)
-		cfg.Replay.From = t
-		return err
-	})
-	fs.Int64Var(&cfg.Replay.Offset, "from-offset", -1, "replay the inputs from this offset of every partition on")
-	fs.StringVar(&cfg.Replay.Archive, "from-archive", "", "replay the archived inputs in this directory, then the topic")
+	cfg.Replay.Register(fs)
 	untilLive := fs.Bool("until-live", false, "stop once live (the history's scores are written)")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {

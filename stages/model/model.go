@@ -284,10 +284,11 @@ func (r *runner) handle(ctx context.Context, rec *kgo.Record) ([]*kgo.Record, er
 	if err != nil {
 		return nil, err
 	}
-	if rp := r.replay; rp != nil && rp.active.Load() {
+	if rp := r.replay; rp != nil && rp.replaying(rec.Partition) {
 		if time.Now().Before(time.UnixMicro(serde.Long(in, "deadline_us"))) {
-			// An input that can still be answered: history is behind us.
-			rp.goLive("reached inputs that can still be answered")
+			// An input that can still be answered: this partition's
+			// history is behind us.
+			rp.partitionLive(rec.Partition)
 		} else {
 			out, err := r.replayRecord(in, rec.Key)
 			if err != nil {

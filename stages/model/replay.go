@@ -3,6 +3,7 @@ package model
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"sort"
 	"sync"
@@ -41,6 +42,19 @@ type Replay struct {
 	OnProgress func(p fleet.Progress, status string)
 }
 
+// Register adds the replay flags (-since, -from-timestamp, -from-offset,
+// -from-archive) to fs.
+func (r *Replay) Register(fs *flag.FlagSet) {
+	fs.DurationVar(&r.Since, "since", r.Since, "replay: score the inputs of this long ago up to now into the replay-scores topic, then go live (e.g. 2h)")
+	fs.Func("from-timestamp", "replay: score the inputs from this time (RFC 3339) on, then go live", func(v string) error {
+		t, err := time.Parse(time.RFC3339, v)
+		r.From = t
+		return err
+	})
+	fs.Int64Var(&r.Offset, "from-offset", r.Offset, "replay: score the inputs from this offset of every partition on, then go live")
+	fs.StringVar(&r.Archive, "from-archive", r.Archive, "replay: score the inputs in this archive directory (the log connector's), then the topic from where the archive ends, then go live")
+}
+
 // Active reports whether a replay is configured.
 func (r Replay) Active() bool {
 	return r.Since > 0 || !r.From.IsZero() || r.Offset >= 0 || r.Archive != ""
@@ -76,8 +90,9 @@ type replayer struct {
 	live   chan struct{}
 	once   sync.Once
 
-	mu     sync.Mutex
-	next   map[int32]int64 // next offset to handle, per partition
+	mu       sync.Mutex
+	next     map[int32]int64 // next offset to handle, per partition
+	livePart map[int32]bool  // partitions whose history is done
 	done   int64
 	start  time.Time
 	total  int64 // records to replay at the start (archive + topic)
@@ -90,7 +105,7 @@ type replayer struct {
 }
 
 func newReplayer(cfg Replay, env *stage.Env, group string, labels prometheus.Labels) *replayer {
-	rp := &replayer{cfg: cfg, env: env, group: group, live: make(chan struct{}), next: map[int32]int64{}, status: fleet.StatusReplaying,
+	rp := &replayer{cfg: cfg, env: env, group: group, live: make(chan struct{}), next: map[int32]int64{}, livePart: map[int32]bool{}, status: fleet.StatusReplaying,
 		replayed: prometheus.NewCounter(prometheus.CounterOpts{Name: "rdv_model_replay_records_total", Help: "History records scored into the replay-scores topic.", ConstLabels: labels}),
 		left:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "rdv_model_replay_left_records", Help: "History records still to replay before the runner goes live.", ConstLabels: labels}),
 		rate:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "rdv_model_replay_rate", Help: "History records replayed per second (recent).", ConstLabels: labels}),
@@ -208,16 +223,59 @@ func (rp *replayer) prepare(ctx context.Context, score func(ctx context.Context,
 	return nil
 }
 
+// leftIn is what is left to replay against ends; a partition with nothing
+// left is done with its history.
 func (rp *replayer) leftIn(ends kadm.ListedOffsets) int64 {
 	rp.mu.Lock()
-	defer rp.mu.Unlock()
 	var left int64
 	ends.Each(func(o kadm.ListedOffset) {
-		if n, ok := rp.next[o.Partition]; ok && o.Offset > n {
+		n, ok := rp.next[o.Partition]
+		switch {
+		case !ok || rp.livePart[o.Partition]:
+		case o.Offset > n:
 			left += o.Offset - n
+		default:
+			rp.livePart[o.Partition] = true
 		}
 	})
+	all := rp.allLive()
+	rp.mu.Unlock()
+	if all && rp.active.Load() && rp.start.Before(time.Now()) && len(rp.next) > 0 {
+		rp.goLive("reached the end of the inputs")
+	}
 	return left
+}
+
+// allLive reports whether every partition is done with its history; mu held.
+func (rp *replayer) allLive() bool {
+	for p := range rp.next {
+		if !rp.livePart[p] {
+			return false
+		}
+	}
+	return true
+}
+
+// replaying reports whether records of partition are still history.
+func (rp *replayer) replaying(partition int32) bool {
+	if !rp.active.Load() {
+		return false
+	}
+	rp.mu.Lock()
+	defer rp.mu.Unlock()
+	return !rp.livePart[partition]
+}
+
+// partitionLive ends partition's history: it met an input that can still
+// be answered. The runner is live once every partition is.
+func (rp *replayer) partitionLive(partition int32) {
+	rp.mu.Lock()
+	rp.livePart[partition] = true
+	all := rp.allLive()
+	rp.mu.Unlock()
+	if all {
+		rp.goLive("reached inputs that can still be answered")
+	}
 }
 
 // replayArchive scores the archived inputs, partition by partition in

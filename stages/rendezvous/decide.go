@@ -176,7 +176,8 @@ func (s *stageState) onMarker(ctx context.Context, b *mailbox, sc *seen, now tim
 // is there: ok when it answered within its budget, an error, or a timeout
 // when the answer came after the budget (it held the answer up).
 func (s *stageState) judge(b *mailbox, key string, sc *seen, now time.Time) {
-	budget, ok := s.eng.Budget(key, b.request())
+	req := b.request()
+	budget, ok := s.eng.Budget(key, req)
 	if !ok {
 		return // not a model the policy uses: nothing to break
 	}
@@ -235,6 +236,11 @@ func (s *stageState) evaluate(ctx context.Context, b *mailbox, now time.Time) {
 		}
 	}
 	settle := min(s.cfg.Settle, s.cfg.Grace)
+	if b.DecidedUS > b.Req.DeadlineUS {
+		// Decided late: the frontend may have answered by itself, and its
+		// marker may still be behind a backlog: wait the whole grace.
+		settle = s.cfg.Grace
+	}
 	settled := !now.Before(deadline.Add(settle))
 	if (settled && s.complete(b, req)) || !now.Before(deadline.Add(s.cfg.Grace)) {
 		s.closeBox(ctx, b, now)

@@ -208,7 +208,7 @@ func (s *stageState) record(b *mailbox, key string, r policy.Result, now time.Ti
 	if s.breaker == nil {
 		return
 	}
-	s.breaker.Record(key, r, now)
+	s.breaker.RecordFor(key, r, time.UnixMicro(b.Req.ReceivedUS), now)
 	s.m.circuit.WithLabelValues(key).Set(circuitValue(s.breaker.State(key, now)))
 }
 

@@ -13,7 +13,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/rendezvous-ml/rendezvous/pipeline/registry"
 	"github.com/rendezvous-ml/rendezvous/pipeline/serde"
 	"github.com/rendezvous-ml/rendezvous/pipeline/topics"
 	"github.com/rendezvous-ml/rendezvous/schemas"
@@ -27,53 +26,24 @@ type scoreRec struct {
 	replay                     bool // carried the replay header
 }
 
-// readScores reads a scores topic from its start (read_committed) until
-// keep has accepted want records and the topic stays idle for a second,
-// or timeout.
+// readScoreTopic reads a scores topic until keep has accepted want
+// records (see readTopic).
 func readScoreTopic(t *testing.T, s *stack.Stack, topic string, want int, keep func(scoreRec) bool, timeout time.Duration) []scoreRec {
 	t.Helper()
-	reg, err := registry.New(registry.Config{URL: s.RegistryURL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer reg.Close()
-	sd := serde.New(reg)
-	set, _ := schemas.For(s.Objective)
-	reader, err := serde.Parse(set.Text[schemas.Score])
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl := s.Client(kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	var out []scoreRec
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		fs := cl.PollFetches(ctx)
-		cancel()
-		n := 0
-		fs.EachRecord(func(r *kgo.Record) {
-			n++
-			m, err := sd.Decode(context.Background(), r.Value, reader)
-			if err != nil {
-				t.Errorf("%s %d/%d: %v", topic, r.Partition, r.Offset, err)
-				return
+	readTopic(t, s, topic, schemas.Score, timeout, func() bool { return len(out) >= want }, func(r *kgo.Record, m map[string]any) {
+		res, _ := serde.OptStr(m, "result")
+		sc := scoreRec{id: serde.Str(m, "request_id"), model: serde.Str(m, "model"), version: serde.Str(m, "version"),
+			result: res, probs: serde.Doubles(m, "probabilities")}
+		for _, h := range r.Headers {
+			if h.Key == "rdv-replay" {
+				sc.replay = true
 			}
-			res, _ := serde.OptStr(m, "result")
-			sc := scoreRec{id: serde.Str(m, "request_id"), model: serde.Str(m, "model"), version: serde.Str(m, "version"),
-				result: res, probs: serde.Doubles(m, "probabilities")}
-			for _, h := range r.Headers {
-				if h.Key == "rdv-replay" {
-					sc.replay = true
-				}
-			}
-			if keep(sc) {
-				out = append(out, sc)
-			}
-		})
-		if n == 0 && len(out) >= want {
-			break
 		}
-	}
+		if keep(sc) {
+			out = append(out, sc)
+		}
+	})
 	return out
 }
 
@@ -126,6 +96,9 @@ func modelFile(name string) string {
 func TestReplaySinceGoesLive(t *testing.T) {
 	s := stack.Start(t, stack.Options{})
 	accepted := predictAll(t, s, 200, 8)
+	// History is what can no longer be answered: let the last deadlines
+	// (SLA 100 ms) pass.
+	time.Sleep(150 * time.Millisecond)
 	ts := topics.For(s.Objective)
 	addr := s.StartStage("model-dt-2", "model-runner", "-model", modelFile("dt"), "-name", "dt", "-version", "2",
 		"-role", "challenger", "-since", "1h")

@@ -59,6 +59,10 @@ type Breaker struct {
 type circuit struct {
 	state    BreakerState
 	openedAt time.Time
+	// changed is when the circuit last opened or closed: outcomes of
+	// requests received before it describe the model as it was, and are
+	// ignored (RecordFor).
+	changed  time.Time
 	probe    string
 	probeAt  time.Time
 	hasProbe bool
@@ -142,9 +146,20 @@ func (b *Breaker) Admit(model, request string, now time.Time) bool {
 // Record adds one result of the model at now. Results recorded while the
 // breaker is open are ignored.
 func (b *Breaker) Record(model string, r Result, now time.Time) {
+	b.RecordFor(model, r, now, now)
+}
+
+// RecordFor is Record for the result of a request received at received:
+// a result of a request older than the circuit's last change (a slow
+// error arriving after the model recovered and the circuit closed) is
+// ignored, so stale results cannot flap the circuit.
+func (b *Breaker) RecordFor(model string, r Result, received, now time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	c := b.get(model)
+	if received.Before(c.changed) {
+		return
+	}
 	b.advance(c, now)
 	failed := r != ResultOK
 	switch c.state {
@@ -156,6 +171,7 @@ func (b *Breaker) Record(model string, r Result, now time.Time) {
 		} else {
 			c.state = Closed
 			c.hasProbe = false
+			c.changed = now
 			b.reset(c)
 		}
 		return
@@ -169,6 +185,7 @@ func (b *Breaker) Record(model string, r Result, now time.Time) {
 func (b *Breaker) open(c *circuit, now time.Time) {
 	c.state = Open
 	c.openedAt = now
+	c.changed = now
 	c.hasProbe = false
 	b.reset(c)
 }

@@ -122,3 +122,38 @@ func TestBreakerConcurrent(t *testing.T) {
 		<-done
 	}
 }
+
+// Slow errors of requests from before the circuit closed arrive after it
+// closed: they describe the model as it was, and must not reopen it.
+func TestStaleResultsDoNotFlap(t *testing.T) {
+	cfg := BreakerConfig{Window: 4, MinSamples: 2, Threshold: 0.5, CoolDown: Duration(time.Second)}
+	b := NewBreaker(cfg)
+	t0 := time.Unix(1000, 0)
+	b.Record("m", ResultError, t0)
+	b.Record("m", ResultError, t0)
+	if st := b.State("m", t0); st != Open {
+		t.Fatalf("state %v, want open", st)
+	}
+	healed := t0.Add(2 * time.Second) // half-open by now
+	if !b.Admit("m", "probe", healed) {
+		t.Fatal("the probe was not admitted")
+	}
+	b.RecordFor("m", ResultOK, healed, healed)
+	if st := b.State("m", healed); st != Closed {
+		t.Fatalf("state %v after the probe's success, want closed", st)
+	}
+	// Errors of requests received while it was failing, arriving now.
+	for i := 0; i < 4; i++ {
+		b.RecordFor("m", ResultError, t0.Add(500*time.Millisecond), healed.Add(10*time.Millisecond))
+	}
+	if st := b.State("m", healed.Add(10*time.Millisecond)); st != Closed {
+		t.Fatalf("stale errors reopened the circuit: %v", st)
+	}
+	// Fresh errors still open it.
+	fresh := healed.Add(20 * time.Millisecond)
+	b.RecordFor("m", ResultError, fresh, fresh)
+	b.RecordFor("m", ResultError, fresh, fresh)
+	if st := b.State("m", fresh); st != Open {
+		t.Fatalf("fresh errors: state %v, want open", st)
+	}
+}

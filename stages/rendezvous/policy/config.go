@@ -187,6 +187,17 @@ type BreakerConfig struct {
 // Parse reads and validates a JSON policy document. Unknown fields are
 // errors.
 func Parse(data []byte) (Config, error) {
+	c, err := decode(data)
+	if err != nil {
+		return Config{}, err
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+func decode(data []byte) (Config, error) {
 	var c Config
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -195,9 +206,6 @@ func Parse(data []byte) (Config, error) {
 	}
 	if dec.More() {
 		return Config{}, errors.New("policy config: trailing data after the document")
-	}
-	if err := c.Validate(); err != nil {
-		return Config{}, err
 	}
 	return c, nil
 }
@@ -206,14 +214,9 @@ func Parse(data []byte) (Config, error) {
 // from the live registry: models may be omitted (they come and go), and
 // references to models not listed are not errors (see Live).
 func ParseLive(data []byte) (Config, error) {
-	var c Config
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
-		return Config{}, fmt.Errorf("policy config: %w", err)
-	}
-	if dec.More() {
-		return Config{}, errors.New("policy config: trailing data after the document")
+	c, err := decode(data)
+	if err != nil {
+		return Config{}, err
 	}
 	return Live(c, c.Models)
 }
