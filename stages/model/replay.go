@@ -93,10 +93,10 @@ type replayer struct {
 	mu       sync.Mutex
 	next     map[int32]int64 // next offset to handle, per partition
 	livePart map[int32]bool  // partitions whose history is done
-	done   int64
-	start  time.Time
-	total  int64 // records to replay at the start (archive + topic)
-	status string
+	done     int64
+	start    time.Time
+	total    int64 // records to replay at the start (archive + topic)
+	status   string
 
 	replayed prometheus.Counter
 	left     prometheus.Gauge

@@ -239,7 +239,7 @@ func TestRendezvousRebalance(t *testing.T) {
 	// Answers by reason, second by second, relative to the kill.
 	buckets := map[int]map[string]int{}
 	for _, c := range calls {
-		sec := int(c.sent.Sub(killedAt).Seconds() + 100) - 100
+		sec := int(c.sent.Sub(killedAt).Seconds()+100) - 100
 		if buckets[sec] == nil {
 			buckets[sec] = map[string]int{}
 		}
