@@ -30,9 +30,21 @@ vet:
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 
+# Micro-benchmarks of the hot path's pieces, the archive's write path, then
+# the end-to-end benchmark: open-loop load on the whole pipeline as `rdv dev`
+# runs it, stepped to saturation, and the direct baseline. It writes
+# bench/results/latest.json and latest.svg, and the replay throughput
+# (bench/results/replay.json); about 7 minutes on 2 cores.
+# BENCH_FLAGS passes flags to bench/pipeline (-sustain 10s -step 5s for a
+# quick look); RDV_BENCH_BROKERS=host:9092 runs it on real Kafka.
+BENCH_PKGS := ./pipeline/serde/ ./frontend/ ./stages/rendezvous/ ./stages/rendezvous/policy/ \
+	./stages/model/evaluator/ ./connectors/archive/ ./bench/archive/
+BENCH_FLAGS ?=
 bench: build
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 300ms $(BENCH_PKGS)
 	$(GO) run ./bench/archive
+	$(GO) run ./bench/replay
+	$(GO) run ./bench/pipeline -bin $(BIN) $(BENCH_FLAGS)
 
 kafka-start:
 	ops/kafka/kafka.sh start

@@ -38,11 +38,13 @@ func newDecisions(brokers []string, topic string) (*decisions, error) {
 
 func (d *decisions) close() { d.cl.Close() }
 
-// missing reads decisions until every id in ids has one or timeout passes,
-// and returns how many have none. Between steps the reader does not poll,
-// so it costs nothing while the load runs.
-func (d *decisions) missing(ctx context.Context, ids []string, timeout time.Duration) int {
-	deadline := time.Now().Add(timeout)
+// missing reads decisions until every id in ids has one, or until none
+// has come for idle (a pipeline that is still catching up keeps being
+// waited for, up to limit), and returns how many have none. Between steps
+// the reader does not poll, so it costs nothing while the load runs.
+func (d *decisions) missing(ctx context.Context, ids []string, idle, limit time.Duration) int {
+	deadline := time.Now().Add(limit)
+	last, progress := -1, time.Now()
 	for {
 		n := 0
 		for _, id := range ids {
@@ -50,7 +52,10 @@ func (d *decisions) missing(ctx context.Context, ids []string, timeout time.Dura
 				n++
 			}
 		}
-		if n == 0 || time.Now().After(deadline) || ctx.Err() != nil {
+		if n != last {
+			last, progress = n, time.Now()
+		}
+		if n == 0 || time.Since(progress) > idle || time.Now().After(deadline) || ctx.Err() != nil {
 			return n
 		}
 		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
@@ -92,6 +97,40 @@ func scrape(addr, name string) (histogram, error) {
 		}
 	}
 	return h, sc.Err()
+}
+
+// openCircuits watches the rendezvous stage's circuit breakers while a
+// step runs: it samples rdv_rendezvous_circuit_state every half second
+// until stop is closed, and returns the seconds during which some model's
+// circuit was not closed. An open circuit sends answers to the next model,
+// so it explains fallbacks that latency alone does not.
+func openCircuits(addr string, stop <-chan struct{}) float64 {
+	const every = 500 * time.Millisecond
+	c := http.Client{Timeout: time.Second}
+	open := 0
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return float64(open) * every.Seconds()
+		case <-t.C:
+		}
+		resp, err := c.Get("http://" + addr + "/metrics")
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			if strings.HasPrefix(line, "rdv_rendezvous_circuit_state{") && !strings.HasSuffix(line, " 0") {
+				open++
+				break
+			}
+		}
+		resp.Body.Close()
+	}
 }
 
 // meanBetween is the mean observation between two scrapes, in ms.

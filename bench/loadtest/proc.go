@@ -83,11 +83,39 @@ func resetPeak(pid int) bool {
 	return os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0) == nil
 }
 
+// machineBusy reads the CPU seconds the whole machine has spent busy (not
+// idle, not waiting for I/O), from /proc/stat.
+func machineBusy() (float64, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0, fmt.Errorf("/proc/stat: unexpected first line %q", line)
+	}
+	var busy uint64
+	for i, v := range f[1:] {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/stat: %q: %w", v, err)
+		}
+		// user nice system idle iowait irq softirq steal: all but idle
+		// and iowait; guest time is already inside user.
+		if i != 3 && i != 4 && i < 8 {
+			busy += n
+		}
+	}
+	return float64(busy) / clockTicks, nil
+}
+
 // meter follows a set of processes over a step.
 type meter struct {
 	procs    []Proc
 	cpu0     map[string]float64
 	lifetime map[string]bool
+	busy0    float64
 }
 
 func startMeter(procs []Proc) *meter {
@@ -96,7 +124,22 @@ func startMeter(procs []Proc) *meter {
 		m.lifetime[p.Name] = !resetPeak(p.Pid)
 		m.cpu0[p.Name], _ = cpuTime(p.Pid)
 	}
+	m.busy0, _ = machineBusy()
 	return m
+}
+
+// others is the CPU seconds the rest of the machine used since start:
+// what the benchmark's processes competed with.
+func (m *meter) others(usage map[string]ProcUsage) float64 {
+	busy, err := machineBusy()
+	if err != nil || m.busy0 == 0 {
+		return 0
+	}
+	ours := 0.0
+	for _, u := range usage {
+		ours += u.CPUSec
+	}
+	return max(0, busy-m.busy0-ours)
 }
 
 // stop reads each process's CPU seconds since start and its peak RSS. A

@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -57,6 +58,11 @@ type Config struct {
 	// StageEnv is added to the environment of the pipeline's processes
 	// (GOMAXPROCS=1, GOGC=400... to try a setting without a rebuild).
 	StageEnv []string
+	// PipelineCPUs pins the pipeline's processes (taskset list); the
+	// generator keeps the CPUs it was started on. Pin then moves single
+	// stages, by pid-file name, once they run: "decoy=1,log-connector=1".
+	PipelineCPUs string
+	Pin          map[string]string
 
 	// NoPipeline and NoDirect skip a mode (while tuning one side).
 	NoPipeline, NoDirect bool
@@ -163,7 +169,7 @@ func (c *Config) runPipeline(ctx context.Context, rep *Report, bodies [][]byte) 
 
 	c.logf("starting the pipeline (rdv dev, every stage a process) in %s", c.Work)
 	st, err := StartStack(ctx, StackConfig{Root: c.Root, Bin: c.Bin, Dir: c.Work, Brokers: c.Brokers,
-		RegistryURL: c.RegistryURL, ESURL: c.ESURL, Partitions: c.Partitions, SLA: c.SLA, Env: c.StageEnv})
+		RegistryURL: c.RegistryURL, ESURL: c.ESURL, Partitions: c.Partitions, SLA: c.SLA, Env: c.StageEnv, CPUs: c.PipelineCPUs})
 	if err != nil {
 		return nil, err
 	}
@@ -179,6 +185,14 @@ func (c *Config) runPipeline(ctx context.Context, rep *Report, bodies [][]byte) 
 	if err != nil {
 		return nil, err
 	}
+	for _, p := range procs {
+		if cpus, ok := c.Pin[p.Name]; ok {
+			// -a: every thread of the running process.
+			if out, err := exec.Command("taskset", "-a", "-p", "-c", cpus, strconv.Itoa(p.Pid)).CombinedOutput(); err != nil {
+				return nil, fmt.Errorf("pin %s to CPUs %s: %v: %s", p.Name, cpus, err, out)
+			}
+		}
+	}
 	if es != nil {
 		procs = append(procs, Proc{Name: "esfake", Pid: es.Pid()})
 	}
@@ -191,6 +205,7 @@ func (c *Config) runPipeline(ctx context.Context, rep *Report, bodies [][]byte) 
 	}
 	defer dec.close()
 	champAddr, _ := st.Addr("model-dt")
+	rdvAddr, _ := st.Addr("rendezvous")
 
 	gen := NewGenerator(c.MaxInFlight)
 	defer gen.Close()
@@ -199,10 +214,12 @@ func (c *Config) runPipeline(ctx context.Context, rep *Report, bodies [][]byte) 
 	if c.Warmup > 0 {
 		c.logf("warm-up: %v at 500 req/s (not reported)", c.Warmup)
 		w := gen.Run(ctx, target, 500, c.Warmup)
-		if miss := dec.missing(ctx, w.IDs, 30*time.Second); w.Answered() == 0 || miss > 0 {
-			return nil, fmt.Errorf("warm-up: %d of %d answered, %d without a decision: the pipeline does not work (logs in %s; pass -keep)",
-				w.Answered(), w.Sent, miss, filepath.Join(c.Work, "log"))
+		if w.Answered() == 0 {
+			return nil, fmt.Errorf("warm-up: none of %d calls answered (%v): the pipeline does not work (logs in %s; pass -keep)",
+				w.Sent, w.Failures, filepath.Join(c.Work, "log"))
 		}
+		miss := dec.missing(ctx, w.IDs, 5*time.Second, 45*time.Second)
+		c.logf("warm-up: %d of %d answered (%s; failures %v), %d without a decision", w.Answered(), w.Sent, reasons(w.Reasons), w.Failures, miss)
 	}
 
 	var rates []float64
@@ -215,15 +232,21 @@ func (c *Config) runPipeline(ctx context.Context, rep *Report, bodies [][]byte) 
 			profWG.Add(1)
 			go func() { defer profWG.Done(); c.profile(stageAddrs(st)) }()
 		}
+		stopWatch := make(chan struct{})
+		circuit := make(chan float64, 1)
+		go func() { circuit <- openCircuits(rdvAddr, stopWatch) }()
 		s := gen.Run(ctx, target, rate, d)
 		usage := m.stop()
+		close(stopWatch)
 		after, _ := scrape(champAddr, "rdv_model_compute_seconds")
 		profWG.Wait()
 		r := newStep("rendezvous", s, d, usage)
+		r.CircuitOpenS = <-circuit
+		r.OtherCPUCores = round(m.others(usage)/d.Seconds(), 2)
 		r.ComputeMeanMs = meanBetween(before, after)
 		r.setOverhead()
 		r.DecisionsChecked = true
-		r.DecisionsMissing = dec.missing(ctx, s.IDs, 30*time.Second)
+		r.DecisionsMissing = dec.missing(ctx, s.IDs, 5*time.Second, 45*time.Second)
 		r.Restarts = st.Restarts() - restarts
 		r.finish()
 		c.logf("%s", r.progress())
@@ -280,7 +303,7 @@ func (c *Config) runDirect(ctx context.Context, rep *Report, bodies [][]byte, ra
 	// The baseline: the same frontend binary with the champion in
 	// process, at the same rates, with nothing else running.
 	c.logf("direct baseline: the frontend with models/iris/dt.json in process, no Kafka")
-	dir, err := StartDirect(ctx, c.Bin, filepath.Join(c.Root, "models", "iris", "dt.json"), filepath.Join(c.Work, "log", "frontend-direct.log"))
+	dir, err := StartDirect(ctx, c.Bin, filepath.Join(c.Root, "models", "iris", "dt.json"), filepath.Join(c.Work, "log", "frontend-direct.log"), c.PipelineCPUs)
 	if err != nil {
 		return err
 	}
@@ -304,6 +327,7 @@ func (c *Config) runDirect(ctx context.Context, rep *Report, bodies [][]byte, ra
 		profWG.Wait()
 		after, _ := scrape(dir.Health, "rdv_frontend_direct_compute_seconds")
 		r := newStep("direct", s, c.DirectFor, usage)
+		r.OtherCPUCores = round(m.others(usage)/c.DirectFor.Seconds(), 2)
 		r.ComputeMeanMs = meanBetween(before, after)
 		r.setOverhead()
 		r.finish()

@@ -38,6 +38,9 @@ type StackConfig struct {
 	SLA         time.Duration
 	// Env is added to the environment of rdv dev and every stage.
 	Env []string
+	// CPUs, when set, pins rdv dev and every stage to these CPUs (a
+	// taskset list such as "0" or "0-1").
+	CPUs string
 }
 
 // Stack is a running `rdv dev`.
@@ -112,6 +115,11 @@ func StartStack(ctx context.Context, c StackConfig) (*Stack, error) {
 		args = append(args, "-registry", c.RegistryURL)
 	}
 	cmd := exec.Command(filepath.Join(c.Bin, "rdv"), args...)
+	if c.CPUs != "" {
+		// taskset sets the affinity before exec, so every thread of rdv dev
+		// and every stage it starts inherits it.
+		cmd = exec.Command("taskset", append([]string{"-c", c.CPUs, filepath.Join(c.Bin, "rdv")}, args...)...)
+	}
 	cmd.Dir = c.Root
 	// The stages inherit the environment: settings meant for the operator's
 	// own runs must not leak into the benchmark's.
@@ -271,7 +279,7 @@ func (c *Child) Stop() {
 
 // StartDirect runs the frontend binary in direct mode: the champion's model
 // file evaluated in process, no Kafka.
-func StartDirect(ctx context.Context, bin, model, logPath string) (*Child, error) {
+func StartDirect(ctx context.Context, bin, model, logPath, cpus string) (*Child, error) {
 	base, err := freePorts(2)
 	if err != nil {
 		return nil, err
@@ -282,6 +290,9 @@ func StartDirect(ctx context.Context, bin, model, logPath string) (*Child, error
 		return nil, err
 	}
 	cmd := exec.Command(filepath.Join(bin, "frontend"), "-addr", addr, "-http", health, "-direct-model", model)
+	if cpus != "" {
+		cmd = exec.Command("taskset", "-c", cpus, filepath.Join(bin, "frontend"), "-addr", addr, "-http", health, "-direct-model", model)
+	}
 	cmd.Env = cleanEnv()
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {

@@ -61,10 +61,21 @@ func main() {
 	fs.BoolVar(&c.NoPipeline, "no-pipeline", false, "skip the pipeline: the direct baseline only, at -rates")
 	fs.BoolVar(&c.NoDirect, "no-direct", false, "skip the direct baseline")
 	stageEnv := fs.String("stage-env", "", "comma-separated NAME=VALUE added to the environment of the pipeline's processes, e.g. GOGC=200")
+	fs.StringVar(&c.PipelineCPUs, "pipeline-cpus", "", "pin the pipeline's processes to these CPUs (taskset list, e.g. 0); start the benchmark itself under taskset to place the generator")
+	pin := fs.String("pin", "", "move single stages to CPUs once running, e.g. decoy=1,log-connector=1 (names of the pid files)")
 	cpuProfile := fs.String("cpuprofile", "", "write the generator's own CPU profile here")
 	_ = fs.Parse(os.Args[1:])
 	c.Brokers = config.SplitList(*brokers)
 	c.StageEnv = config.SplitList(*stageEnv)
+	c.Pin = map[string]string{}
+	for _, kv := range config.SplitList(*pin) {
+		name, cpus, ok := strings.Cut(kv, "=")
+		if !ok {
+			fmt.Fprintf(os.Stderr, "bench/pipeline: -pin: %q is not name=cpus\n", kv)
+			os.Exit(2)
+		}
+		c.Pin[name] = cpus
+	}
 	c.Rates = nil
 	for _, r := range config.SplitList(*rates) {
 		v, err := strconv.ParseFloat(r, 64)

@@ -188,7 +188,9 @@ func New(ctx context.Context, cfg Config, env *stage.Env) (*Connector, error) {
 		c.m.records.WithLabelValues(f.Topic).Add(float64(records))
 		c.m.paused.Set(0)
 	}
-	c.cl, err = env.Client(kgo.ConsumePartitions(assign), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxWait(time.Second))
+	c.cl, err = env.Client(kgo.ConsumePartitions(assign), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxWait(time.Second),
+		// Off the answer's path: records by the hundred, not one by one.
+		kgo.FetchMinBytes(64<<10))
 	if err != nil {
 		return nil, err
 	}

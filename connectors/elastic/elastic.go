@@ -253,6 +253,7 @@ func Run(ctx context.Context, cfg Config) error {
 			// a rebalance waits for that, so no other member re-indexes it.
 			kgo.BlockRebalanceOnPoll(),
 		)
+		opts = append(opts, stage.LogPathOpts()...)
 		opts = append(opts, stage.GroupReadiness(env.Health, env.Log)...)
 		if c.cl, err = env.Client(opts...); err != nil {
 			return err

@@ -37,6 +37,15 @@ type Schema struct {
 	Text  string
 	Codec *goavro.Codec
 	tree  any // the schema as JSON, for resolution
+	// canonical is the Parsing Canonical Form: two schemas with the same
+	// one read and write the same bytes as the same values.
+	canonical string
+	// identity caches, per writer schema, whether records written with it
+	// need no resolution to this (reader) schema.
+	identity sync.Map // *Schema -> bool
+	// dec decodes records written with this schema; nil leaves them to
+	// goavro (see decoder).
+	dec decoder
 }
 
 // Parse compiles an Avro schema.
@@ -49,7 +58,26 @@ func Parse(text string) (*Schema, error) {
 	if err := json.Unmarshal([]byte(text), &tree); err != nil {
 		return nil, fmt.Errorf("parse schema json: %w", err)
 	}
-	return &Schema{Text: text, Codec: codec, tree: tree}, nil
+	dec, err := compileDecoder(tree)
+	if err != nil {
+		dec = nil // goavro parsed it, so goavro decodes it
+	}
+	return &Schema{Text: text, Codec: codec, tree: tree, canonical: codec.CanonicalSchema(), dec: dec}, nil
+}
+
+// readsAsIs reports whether a record written with w is already in r's
+// form. Registries store a schema normalised (Confluent's and the embedded
+// one compact the JSON), so the writer's text fetched by id almost never
+// equals the reader's own text even when the schemas are the same; the
+// canonical forms do. Resolving such a record would copy it field by field
+// for nothing, several times the cost of decoding it.
+func (r *Schema) readsAsIs(w *Schema) bool {
+	if v, ok := r.identity.Load(w); ok {
+		return v.(bool)
+	}
+	same := r.Text == w.Text || r.canonical == w.canonical
+	r.identity.Store(w, same)
+	return same
 }
 
 // Serde encodes with registered schemas and decodes any registered writer
@@ -138,7 +166,13 @@ func (s *Serde) Decode(ctx context.Context, data []byte, reader *Schema) (map[st
 	if err != nil {
 		return nil, err
 	}
-	native, rest, err := w.Codec.NativeFromBinary(data[5:])
+	var native any
+	var rest []byte
+	if w.dec != nil {
+		native, rest, err = w.dec(data[5:])
+	} else {
+		native, rest, err = w.Codec.NativeFromBinary(data[5:])
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: body does not match writer schema %d: %w", ErrDecode, id, err)
 	}
@@ -149,7 +183,7 @@ func (s *Serde) Decode(ctx context.Context, data []byte, reader *Schema) (map[st
 	if !ok {
 		return nil, fmt.Errorf("%w: schema %d is not a record", ErrDecode, id)
 	}
-	if reader == nil || reader.Text == w.Text {
+	if reader == nil || reader.readsAsIs(w) {
 		return m, nil
 	}
 	out, err := resolve(reader.tree, m, "")

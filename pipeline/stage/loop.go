@@ -28,6 +28,20 @@ func HotPathOpts() []kgo.Opt {
 	}
 }
 
+// LogPathOpts are the consumer settings for readers off the answer's path
+// (the decoy, the log connector, the Elasticsearch connector): they may lag
+// by a fraction of a second, so the broker holds each fetch until 64 KiB
+// are there or 250 ms have passed. Every fetch answered and every record
+// handed over costs each side a wake-up and a few syscalls, which on a
+// small machine is most of the pipeline's CPU; a reader that takes records
+// by the hundred instead of one at a time leaves that CPU to the hot path.
+func LogPathOpts() []kgo.Opt {
+	return []kgo.Opt{
+		kgo.FetchMinBytes(64 << 10),
+		kgo.FetchMaxWait(250 * time.Millisecond),
+	}
+}
+
 // GroupReadiness returns client options that mark h ready when the group
 // first assigns partitions, and not ready when they are all lost.
 func GroupReadiness(h *Health, log *slog.Logger) []kgo.Opt {

@@ -92,6 +92,7 @@ func Run(ctx context.Context, cfg Config) error {
 			kgo.ProducerLinger(5*time.Millisecond),
 		)
 		opts = append(opts, env.GroupOpts(cfg.Group)...)
+		opts = append(opts, stage.LogPathOpts()...)
 		opts = append(opts, stage.GroupReadiness(env.Health, env.Log)...)
 		sess, err := kgo.NewGroupTransactSession(opts...)
 		if err != nil {

@@ -101,11 +101,12 @@ type Config struct {
 	Group   string
 }
 
-// DefaultBreaker opens a model's circuit when half of its last 20 answers
-// (at least 10) were errors or later than its budget, and probes it again
-// after 5 s.
+// DefaultBreaker opens a model's circuit when at least half of its answers
+// of the last second (20 at least) were errors or later than its budget,
+// and probes it again after 5 s. A time window, not a count: at a thousand
+// calls a second a count of 20 is a 20 ms stall.
 func DefaultBreaker() *policy.BreakerConfig {
-	return &policy.BreakerConfig{Window: 20, MinSamples: 10, Threshold: 0.5, CoolDown: policy.Duration(5 * time.Second)}
+	return &policy.BreakerConfig{Period: policy.Duration(time.Second), MinSamples: 20, Threshold: 0.5, CoolDown: policy.Duration(5 * time.Second)}
 }
 
 // Defaults returns the rendezvous defaults.

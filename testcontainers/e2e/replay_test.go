@@ -167,6 +167,19 @@ func TestReplaySinceGoesLive(t *testing.T) {
 	if withV2 != len(after) || len(more) != 0 {
 		t.Fatalf("after going live: %d of %d decisions with dt@2, %d new calls replayed", withV2, len(after), len(more))
 	}
+
+	// The operator's way: rdv replay, with its progress bar, stopping once
+	// live.
+	out, err = s.RunCLI("replay", "iris", "dt", "-version", "3", "-model", modelFile("dt"), "-since", "1h", "-until-live")
+	if err != nil {
+		t.Fatalf("rdv replay: %v\n%s", err, out)
+	}
+	last := strings.TrimSpace(out[strings.LastIndex(strings.TrimSpace(out), "\n")+1:])
+	t.Logf("rdv replay ... -until-live: %s", last)
+	want := fmt.Sprintf("live after %d history records", len(accepted)+len(after))
+	if !strings.Contains(out, want) {
+		t.Fatalf("rdv replay did not say %q:\n%s", want, out)
+	}
 }
 
 // History replayed from the archive, after the topic's records were
