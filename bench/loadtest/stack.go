@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/rendezvous-ml/rendezvous/ops/dev"
 	"github.com/rendezvous-ml/rendezvous/pipeline/topics"
 )
 
@@ -55,38 +55,10 @@ type Stack struct {
 	out         bytes.Buffer
 }
 
-// freePorts finds n consecutive free loopback ports.
-func freePorts(n int) (int, error) {
-	for attempt := 0; attempt < 50; attempt++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		base := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-		if base+n > 65000 {
-			continue
-		}
-		ok := true
-		for i := 0; i < n && ok; i++ {
-			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+i))
-			if err != nil {
-				ok = false
-				break
-			}
-			l.Close()
-		}
-		if ok {
-			return base, nil
-		}
-	}
-	return 0, errors.New("no run of 16 free loopback ports found")
-}
-
 // StartStack runs `rdv dev` with every stage as its own process and waits
 // until all are ready.
 func StartStack(ctx context.Context, c StackConfig) (*Stack, error) {
-	base, err := freePorts(16)
+	base, err := dev.FreePorts(16)
 	if err != nil {
 		return nil, err
 	}
@@ -280,7 +252,7 @@ func (c *Child) Stop() {
 // StartDirect runs the frontend binary in direct mode: the champion's model
 // file evaluated in process, no Kafka.
 func StartDirect(ctx context.Context, bin, model, logPath, cpus string) (*Child, error) {
-	base, err := freePorts(2)
+	base, err := dev.FreePorts(2)
 	if err != nil {
 		return nil, err
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/rendezvous-ml/rendezvous/ops/dev"
 	"github.com/rendezvous-ml/rendezvous/pipeline/topics"
 )
 
@@ -111,34 +112,6 @@ type Stack struct {
 	outMu        *sync.Mutex
 }
 
-// freePorts finds n consecutive free loopback ports.
-func freePorts(n int) (int, error) {
-	for attempt := 0; attempt < 50; attempt++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		base := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-		if base+n > 65000 {
-			continue
-		}
-		ok := true
-		for i := 0; i < n && ok; i++ {
-			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+i))
-			if err != nil {
-				ok = false
-				break
-			}
-			l.Close()
-		}
-		if ok {
-			return base, nil
-		}
-	}
-	return 0, errors.New("no run of free ports found")
-}
-
 // Start runs `rdv dev` and waits until every stage is ready. It is stopped
 // when the test ends, and its stage logs are printed if the test failed.
 func Start(t testing.TB, o Options) *Stack {
@@ -157,7 +130,7 @@ func Start(t testing.TB, o Options) *Stack {
 	if o.RestartDelay == 0 {
 		o.RestartDelay = 250 * time.Millisecond
 	}
-	base, err := freePorts(16)
+	base, err := dev.FreePorts(16)
 	if err != nil {
 		t.Fatal(err)
 	}
