@@ -174,8 +174,11 @@ func TestReplaySinceGoesLive(t *testing.T) {
 	if err != nil {
 		t.Fatalf("rdv replay: %v\n%s", err, out)
 	}
-	last := strings.TrimSpace(out[strings.LastIndex(strings.TrimSpace(out), "\n")+1:])
-	t.Logf("rdv replay ... -until-live: %s", last)
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, "live after") {
+			t.Logf("rdv replay ... -until-live: %s", strings.TrimSpace(line))
+		}
+	}
 	want := fmt.Sprintf("live after %d history records", len(accepted)+len(after))
 	if !strings.Contains(out, want) {
 		t.Fatalf("rdv replay did not say %q:\n%s", want, out)
