@@ -122,10 +122,24 @@ func TestMLServer(t *testing.T) {
 		if err := s.WaitReady("model-dt (http)", addr, 60*time.Second); err != nil {
 			t.Fatal(err)
 		}
-		// Warm-up calls: the runner's first produce waits for metadata.
-		for _, r := range rows[:5] {
-			if _, err := s.Predict("/predict", r.body); err != nil {
+		// The killed file model is still in the registry until its
+		// heartbeat ages out: retire it, as an operator replacing a model
+		// version would.
+		if out, err := s.RunCLI("models", "retire", "iris", "dt", "-version", "1"); err != nil {
+			t.Fatalf("rdv models retire iris dt -version 1: %v\n%s", err, out)
+		}
+		// Warm-up calls, until MLServer's model answers as the champion:
+		// the runner's first produce waits for metadata.
+		for deadline := time.Now().Add(30 * time.Second); ; {
+			a, err := s.Predict("/predict", rows[0].body)
+			if err != nil {
 				t.Fatal(err)
+			}
+			if a.Reason == "champion" && a.ModelResult.ModelVersion == "mlserver" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("warm-up: still answered %s by %s v%s after 30 s", a.Reason, a.ModelResult.ModelName, a.ModelResult.ModelVersion)
 			}
 		}
 		dt := loadModel(t, "dt")
