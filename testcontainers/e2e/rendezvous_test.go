@@ -610,8 +610,10 @@ func TestHundredModels(t *testing.T) {
 	close(stop)
 	calls := wait()
 	reasons := checkAnswers(t, s, calls, 100*time.Millisecond)
-	if reasons["champion"] < len(calls)*9/10 {
-		t.Errorf("answers by reason %v: want nine in ten by the champion", reasons)
+	// A hundred runners share two cores: the champion may miss its budget
+	// now and then, but it answers most calls.
+	if reasons["champion"] < len(calls)*3/4 {
+		t.Errorf("answers by reason %v: want three in four by the champion", reasons)
 	}
 	want := map[string]bool{}
 	for _, c := range calls {
