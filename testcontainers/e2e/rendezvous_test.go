@@ -604,6 +604,17 @@ func TestHundredModels(t *testing.T) {
 	}
 	t.Logf("%d model runners live in %v", n, time.Since(started).Round(time.Millisecond))
 	rows := irisRows(t)
+	// Warm up until the champion answers: a hundred runners' first
+	// produces and fetches settle first.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		a, err := s.Predict("/predict", rows[0].body)
+		if err == nil && a.Reason == "champion" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("warm-up: no champion answer in 30 s: last %+v, %v", a, err)
+		}
+	}
 	stop := make(chan struct{})
 	wait := openLoad(s, rows, 10, stop)
 	time.Sleep(6 * time.Second)
