@@ -196,11 +196,16 @@ func (a *Announcer) Status() string {
 	return a.ev.Status
 }
 
-func (a *Announcer) publish(ctx context.Context, sync bool) error {
+func (a *Announcer) snapshot() Event {
 	a.mu.Lock()
+	defer a.mu.Unlock()
 	e := a.ev
-	a.mu.Unlock()
 	e.At = time.Now()
+	return e
+}
+
+func (a *Announcer) publish(ctx context.Context, sync bool) error {
+	e := a.snapshot()
 	v, err := a.codec.Encode(e)
 	if err != nil {
 		return err
@@ -222,8 +227,25 @@ func (a *Announcer) publish(ctx context.Context, sync bool) error {
 // Run heartbeats until ctx ends, then announces "stopped" (bounded by two
 // seconds) so the rendezvous stops waiting for this instance at once.
 func (a *Announcer) Run(ctx context.Context) error {
-	if err := a.publish(ctx, true); err != nil {
-		return fmt.Errorf("first model heartbeat: %w", err)
+	// The first heartbeat is waited for, and retried: a broker busy at
+	// start must not leave a runner unannounced, so never waited for.
+	for {
+		err := a.publish(ctx, true)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if _, encErr := a.codec.Encode(a.snapshot()); encErr != nil {
+			return encErr // not the broker's fault: retrying cannot help
+		}
+		a.log.Warn("first model heartbeat failed; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(a.every):
+		}
 	}
 	t := time.NewTicker(a.every)
 	defer t.Stop()
