@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -406,12 +405,11 @@ func (s *Stack) Addr(stage string) (string, error) {
 // stopped with SIGTERM when the test ends; on failure its log is printed.
 func (s *Stack) StartStage(name, binary string, args ...string) string {
 	s.t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := dev.FreePorts(1)
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	logPath := filepath.Join(s.Dir, "log", name+".log")
 	logf, err := os.Create(logPath)
 	if err != nil {
