@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/rendezvous-ml/rendezvous/pipeline/serde"
 	"github.com/rendezvous-ml/rendezvous/pipeline/stage"
 	"github.com/rendezvous-ml/rendezvous/stages/model/evaluator"
 )
@@ -44,19 +45,7 @@ func runDirect(ctx context.Context, cfg Config, env *stage.Env) error {
 // predictDirect answers a validated call with the in-process model, as the
 // champion would have.
 func (s *Server) predictDirect(w http.ResponseWriter, objName, id string, features map[string]any, start time.Time) {
-	x := make(map[string]float64, len(features))
-	for k, v := range features {
-		switch n := v.(type) {
-		case float64:
-			x[k] = n
-		case float32:
-			x[k] = float64(n)
-		case int32:
-			x[k] = float64(n)
-		case int64:
-			x[k] = float64(n)
-		}
-	}
+	x := serde.AsDoubles(features)
 	t := time.Now()
 	p, err := s.direct.Predict(x)
 	s.directCompute.Observe(time.Since(t).Seconds())

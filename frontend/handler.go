@@ -163,7 +163,7 @@ func (s *Server) predict(w http.ResponseWriter, r *http.Request, objName string)
 // decision, and marks it for the rendezvous stage.
 func (s *Server) expire(w http.ResponseWriter, obj *objective, id string, features map[string]any, start time.Time) {
 	s.take(id)
-	s.expiredMarker(obj, id, start)
+	s.expiredMarker(obj, id)
 	s.answerOK(w, obj.name, id, features, map[string]any{
 		"model": "default", "version": "", "result": serde.Opt(s.cfg.DefaultResult),
 		"reason": ReasonExpired, "policy": "frontend",
@@ -178,7 +178,7 @@ const MarkerModel = "_frontend"
 // expiredMarker tells the rendezvous stage that this call was answered
 // with the default by the frontend: a score record on the request's key,
 // so on its partition, with the reason as the error.
-func (s *Server) expiredMarker(obj *objective, id string, start time.Time) {
+func (s *Server) expiredMarker(obj *objective, id string) {
 	if obj.scoreEnc == nil {
 		return
 	}

@@ -2,26 +2,19 @@ package loadtest
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/rendezvous-ml/rendezvous/ops/dev"
-	"github.com/rendezvous-ml/rendezvous/pipeline/topics"
 )
 
 // StackConfig says how to start the pipeline.
@@ -49,10 +42,7 @@ type Stack struct {
 	FrontendURL string
 	Brokers     []string
 	Objective   string
-	cmd         *exec.Cmd
-	exited      chan struct{}
-	mu          sync.Mutex
-	out         bytes.Buffer
+	proc        *dev.Process
 }
 
 // StartStack runs `rdv dev` with every stage as its own process and waits
@@ -62,7 +52,7 @@ func StartStack(ctx context.Context, c StackConfig) (*Stack, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Stack{Dir: c.Dir, Objective: "iris", FrontendURL: fmt.Sprintf("http://127.0.0.1:%d", base+2), exited: make(chan struct{})}
+	s := &Stack{Dir: c.Dir, Objective: "iris", FrontendURL: fmt.Sprintf("http://127.0.0.1:%d", base+2)}
 	args := []string{"dev",
 		"-dir", c.Dir,
 		"-bin", c.Bin,
@@ -75,7 +65,7 @@ func StartStack(ctx context.Context, c StackConfig) (*Stack, error) {
 		"-es-url", c.ESURL,
 	}
 	if len(c.Brokers) > 0 {
-		if err := resetObjective(ctx, c.Brokers, s.Objective); err != nil {
+		if err := dev.Reset(ctx, c.Brokers, s.Objective); err != nil {
 			return nil, err
 		}
 		s.Brokers = c.Brokers
@@ -96,32 +86,13 @@ func StartStack(ctx context.Context, c StackConfig) (*Stack, error) {
 	// The stages inherit the environment: settings meant for the operator's
 	// own runs must not leak into the benchmark's.
 	cmd.Env = append(cleanEnv(), c.Env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	pr, pw := io.Pipe()
-	cmd.Stdout, cmd.Stderr = pw, pw
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start rdv dev: %w", err)
+	if s.proc, err = dev.Launch(cmd); err != nil {
+		return nil, err
 	}
-	s.cmd = cmd
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(pr)
-		once := sync.Once{}
-		for sc.Scan() {
-			line := sc.Text()
-			s.mu.Lock()
-			s.out.WriteString(line + "\n")
-			s.mu.Unlock()
-			if strings.HasPrefix(line, "ready in ") {
-				once.Do(func() { close(ready) })
-			}
-		}
-	}()
-	go func() { _ = cmd.Wait(); pw.Close(); close(s.exited) }()
 	select {
-	case <-ready:
+	case <-s.proc.Ready:
 		return s, nil
-	case <-s.exited:
+	case <-s.proc.Exited:
 		return nil, fmt.Errorf("rdv dev exited before it was ready:\n%s", s.Output())
 	case <-time.After(180 * time.Second):
 		s.Stop()
@@ -144,11 +115,7 @@ func cleanEnv() []string {
 }
 
 // Output is what rdv dev printed.
-func (s *Stack) Output() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.out.String()
-}
+func (s *Stack) Output() string { return s.proc.Output() }
 
 // Procs are the processes to meter: every stage from its pid file, and rdv
 // dev itself, which hosts the embedded broker and registry.
@@ -157,7 +124,7 @@ func (s *Stack) Procs() ([]Proc, error) {
 	if err != nil {
 		return nil, err
 	}
-	return append([]Proc{{Name: "rdv-dev (broker, registry)", Pid: s.cmd.Process.Pid}}, ps...), nil
+	return append([]Proc{{Name: "rdv-dev (broker, registry)", Pid: s.proc.Cmd.Process.Pid}}, ps...), nil
 }
 
 // Addr is a stage's health and metrics address.
@@ -174,56 +141,7 @@ func (s *Stack) Addr(stage string) (string, error) {
 func (s *Stack) Restarts() int { return strings.Count(s.Output(), "stage exited; restarting") }
 
 // Stop stops rdv dev as Ctrl-C would and waits for it.
-func (s *Stack) Stop() {
-	select {
-	case <-s.exited:
-		return
-	default:
-	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.exited:
-	case <-time.After(60 * time.Second):
-		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-		<-s.exited
-	}
-}
-
-// resetObjective deletes the objective's topics and consumer groups on a
-// real cluster, so that every run starts from empty topics as it does on
-// the embedded broker.
-func resetObjective(ctx context.Context, brokers []string, objective string) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		return fmt.Errorf("kafka client for %v: %w", brokers, err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	ts := topics.For(objective)
-	all := append(ts.Logs(), ts.Context, ts.DLQ)
-	if _, err := adm.DeleteTopics(ctx, all...); err != nil {
-		return fmt.Errorf("delete the %s topics on %v: %w", objective, brokers, err)
-	}
-	if groups, err := adm.ListGroups(ctx); err == nil {
-		var mine []string
-		for _, g := range groups.Groups() {
-			if strings.HasPrefix(g, "rdv."+objective+".") {
-				mine = append(mine, g)
-			}
-		}
-		_, _ = adm.DeleteGroups(ctx, mine...)
-	}
-	for ctx.Err() == nil {
-		md, err := adm.ListTopics(ctx, all...)
-		if err == nil && len(md.Names()) == 0 {
-			return nil
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return fmt.Errorf("the %s topics on %v were not deleted within a minute", objective, brokers)
-}
+func (s *Stack) Stop() { s.proc.Stop(60 * time.Second) }
 
 // Child is a helper process the benchmark started itself: the direct
 // frontend or the Elasticsearch test server.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -121,19 +122,10 @@ func TestValidateNamesField(t *testing.T) {
 	}
 	for field, e := range cases {
 		err := e.Validate()
-		if err == nil || !contains(err.Error(), field+":") {
+		if err == nil || !strings.Contains(err.Error(), field+":") {
 			t.Errorf("%s: got %v", field, err)
 		}
 	}
-}
-
-func contains(s, sub string) bool {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return true
-		}
-	}
-	return false
 }
 
 // A runner's announcer and a directive reach a watcher over a real

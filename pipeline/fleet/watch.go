@@ -189,13 +189,6 @@ func (a *Announcer) SetProgress(p Progress) {
 	a.mu.Unlock()
 }
 
-// Status is the announced status.
-func (a *Announcer) Status() string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.ev.Status
-}
-
 func (a *Announcer) snapshot() Event {
 	a.mu.Lock()
 	defer a.mu.Unlock()

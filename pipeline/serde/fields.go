@@ -54,6 +54,12 @@ func Rec(m map[string]any, k string) map[string]any { r, _ := m[k].(map[string]a
 // Doubles reads a map<double> or a record of numeric fields as float64s.
 func Doubles(m map[string]any, k string) map[string]float64 {
 	r, _ := m[k].(map[string]any)
+	return AsDoubles(r)
+}
+
+// AsDoubles converts a map<double> or a record of numeric fields to
+// float64s; fields of other types are left out.
+func AsDoubles(r map[string]any) map[string]float64 {
 	out := make(map[string]float64, len(r))
 	for name, v := range r {
 		switch x := v.(type) {

@@ -96,7 +96,6 @@ type replayer struct {
 	done     int64
 	start    time.Time
 	total    int64 // records to replay at the start (archive + topic)
-	status   string
 
 	replayed prometheus.Counter
 	left     prometheus.Gauge
@@ -105,7 +104,7 @@ type replayer struct {
 }
 
 func newReplayer(cfg Replay, env *stage.Env, group string, labels prometheus.Labels) *replayer {
-	rp := &replayer{cfg: cfg, env: env, group: group, live: make(chan struct{}), next: map[int32]int64{}, livePart: map[int32]bool{}, status: fleet.StatusReplaying,
+	rp := &replayer{cfg: cfg, env: env, group: group, live: make(chan struct{}), next: map[int32]int64{}, livePart: map[int32]bool{},
 		replayed: prometheus.NewCounter(prometheus.CounterOpts{Name: "rdv_model_replay_records_total", Help: "History records scored into the replay-scores topic.", ConstLabels: labels}),
 		left:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "rdv_model_replay_left_records", Help: "History records still to replay before the runner goes live.", ConstLabels: labels}),
 		rate:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "rdv_model_replay_rate", Help: "History records replayed per second (recent).", ConstLabels: labels}),
@@ -240,7 +239,7 @@ func (rp *replayer) leftIn(ends kadm.ListedOffsets) int64 {
 	})
 	all := rp.allLive()
 	rp.mu.Unlock()
-	if all && rp.active.Load() && rp.start.Before(time.Now()) && len(rp.next) > 0 {
+	if all && len(rp.next) > 0 {
 		rp.goLive("reached the end of the inputs")
 	}
 	return left
@@ -351,7 +350,6 @@ func (rp *replayer) goLive(why string) {
 	rp.once.Do(func() {
 		rp.active.Store(false)
 		rp.mu.Lock()
-		rp.status = fleet.StatusLive
 		done := rp.done
 		rp.mu.Unlock()
 		rp.left.Set(0)
@@ -424,10 +422,6 @@ func (rp *replayer) watch(ctx context.Context) {
 		if now.Sub(lastLog) >= 2*time.Second {
 			lastLog = now
 			rp.log("replay progress", "done", done, "left", left, "rate", fmt.Sprintf("%.0f/s", rate), "eta", p.ETA().Round(time.Second))
-		}
-		if left == 0 {
-			rp.goLive("reached the end of the inputs")
-			return
 		}
 	}
 }

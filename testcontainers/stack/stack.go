@@ -5,8 +5,6 @@
 package stack
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -23,11 +21,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/rendezvous-ml/rendezvous/ops/dev"
-	"github.com/rendezvous-ml/rendezvous/pipeline/topics"
 )
 
 // Environment variables that point the suites at real infrastructure.
@@ -105,10 +101,7 @@ type Stack struct {
 	HTTPPortBase int
 	Objective    string
 	Real         bool // running on real Kafka
-	cmd          *exec.Cmd
-	exited       chan struct{}
-	out          *bytes.Buffer
-	outMu        *sync.Mutex
+	proc         *dev.Process
 }
 
 // Start runs `rdv dev` and waits until every stage is ready. It is stopped
@@ -139,9 +132,6 @@ func Start(t testing.TB, o Options) *Stack {
 		Objective:    "iris",
 		FrontendURL:  fmt.Sprintf("http://127.0.0.1:%d", base+2),
 		HTTPPortBase: base + 3,
-		exited:       make(chan struct{}),
-		out:          &bytes.Buffer{},
-		outMu:        &sync.Mutex{},
 	}
 	args := []string{"dev",
 		"-dir", s.Dir,
@@ -157,7 +147,9 @@ func Start(t testing.TB, o Options) *Stack {
 	if b := os.Getenv(EnvBrokers); b != "" {
 		s.Real = true
 		s.Brokers = strings.Split(b, ",")
-		resetObjective(t, s.Brokers, s.Objective)
+		if err := dev.Reset(context.Background(), s.Brokers, s.Objective); err != nil {
+			t.Fatal(err)
+		}
 		args = append(args, "-brokers", b)
 	} else {
 		s.Brokers = []string{fmt.Sprintf("127.0.0.1:%d", base)}
@@ -172,32 +164,13 @@ func Start(t testing.TB, o Options) *Stack {
 	cmd := exec.Command(filepath.Join(bin, "rdv"), args...)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "RDV_ES_URL=")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	pr, pw := io.Pipe()
-	cmd.Stdout, cmd.Stderr = pw, pw
-	if err := cmd.Start(); err != nil {
+	if s.proc, err = dev.Launch(cmd); err != nil {
 		t.Fatal(err)
 	}
-	s.cmd = cmd
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(pr)
-		once := sync.Once{}
-		for sc.Scan() {
-			line := sc.Text()
-			s.outMu.Lock()
-			s.out.WriteString(line + "\n")
-			s.outMu.Unlock()
-			if strings.HasPrefix(line, "ready in ") {
-				once.Do(func() { close(ready) })
-			}
-		}
-	}()
-	go func() { _ = cmd.Wait(); pw.Close(); close(s.exited) }()
 	t.Cleanup(s.Stop)
 	select {
-	case <-ready:
-	case <-s.exited:
+	case <-s.proc.Ready:
+	case <-s.proc.Exited:
 		t.Fatalf("rdv dev exited before ready:\n%s", s.Output())
 	case <-time.After(120 * time.Second):
 		t.Fatalf("rdv dev not ready after 120s:\n%s", s.Output())
@@ -205,62 +178,13 @@ func Start(t testing.TB, o Options) *Stack {
 	return s
 }
 
-// resetObjective deletes an objective's topics and groups on a real
-// cluster, so a test starts from nothing as it does on the embedded one.
-func resetObjective(t testing.TB, brokers []string, objective string) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	ts := topics.For(objective)
-	// The model registry too: a directive of an earlier test (a promotion)
-	// would outlive it.
-	all := append(ts.Logs(), ts.Context, ts.DLQ, ts.ReplayScores, topics.Models)
-	_, _ = adm.DeleteTopics(ctx, all...)
-	if groups, err := adm.ListGroups(ctx); err == nil {
-		var mine []string
-		for _, g := range groups.Groups() {
-			if strings.HasPrefix(g, "rdv."+objective+".") {
-				mine = append(mine, g)
-			}
-		}
-		_, _ = adm.DeleteGroups(ctx, mine...)
-	}
-	// Deletion is asynchronous on a real broker: wait until the topics are gone.
-	for i := 0; i < 100; i++ {
-		md, err := adm.ListTopics(ctx, all...)
-		if err == nil && len(md.Names()) == 0 {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // Output is what rdv dev printed so far.
-func (s *Stack) Output() string {
-	s.outMu.Lock()
-	defer s.outMu.Unlock()
-	return s.out.String()
-}
+func (s *Stack) Output() string { return s.proc.Output() }
 
 // Stop stops rdv dev with SIGTERM, as Ctrl-C would, and waits for it; on a
 // failed test it prints the stage logs.
 func (s *Stack) Stop() {
-	select {
-	case <-s.exited:
-	default:
-		_ = s.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-s.exited:
-		case <-time.After(60 * time.Second):
-			_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-			<-s.exited
-		}
-	}
+	s.proc.Stop(60 * time.Second)
 	if s.t.Failed() {
 		s.t.Logf("rdv dev output:\n%s", s.Output())
 		logs, _ := filepath.Glob(filepath.Join(s.Dir, "log", "*.log"))

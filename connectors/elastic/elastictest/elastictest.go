@@ -57,19 +57,7 @@ func Decision(objective string) (map[string]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	doubles := map[string]any{}
-	for k, v := range feats {
-		switch x := v.(type) {
-		case float64:
-			doubles[k] = x
-		case float32:
-			doubles[k] = float64(x)
-		case int32:
-			doubles[k] = float64(x)
-		case int64:
-			doubles[k] = float64(x)
-		}
-	}
+	doubles := serde.DoubleMap(serde.AsDoubles(feats))
 	rx := When.UnixMicro()
 	native := map[string]any{
 		"request_id":  "27a927cc-2b82-4119-a0f7-519483654517",
