@@ -111,11 +111,22 @@ func Reset(ctx context.Context, brokers []string, objective string) error {
 	}
 	// Deletion is asynchronous on a real broker: wait until they are gone.
 	for ctx.Err() == nil {
+		// A topic that is gone comes back with UNKNOWN_TOPIC_OR_PARTITION,
+		// still listed under its name.
 		md, err := adm.ListTopics(ctx, all...)
-		if err == nil && len(md.Names()) == 0 {
+		if err == nil && !anyExists(md) {
 			return nil
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	return fmt.Errorf("the %s topics on %v were not deleted within a minute", objective, brokers)
+}
+
+func anyExists(md kadm.TopicDetails) bool {
+	for _, d := range md {
+		if d.Err == nil {
+			return true
+		}
+	}
+	return false
 }
