@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/rendezvous-ml/rendezvous/pipeline/topics"
@@ -100,14 +102,8 @@ func Reset(ctx context.Context, brokers []string, objective string) error {
 	if _, err := adm.DeleteTopics(ctx, all...); err != nil {
 		return fmt.Errorf("delete the %s topics on %v: %w", objective, brokers, err)
 	}
-	if groups, err := adm.ListGroups(ctx); err == nil {
-		var mine []string
-		for _, g := range groups.Groups() {
-			if strings.HasPrefix(g, "rdv."+objective+".") {
-				mine = append(mine, g)
-			}
-		}
-		_, _ = adm.DeleteGroups(ctx, mine...)
+	if err := deleteGroups(ctx, adm, "rdv."+objective+"."); err != nil {
+		return err
 	}
 	// Deletion is asynchronous on a real broker: wait until they are gone.
 	for ctx.Err() == nil {
@@ -129,4 +125,57 @@ func anyExists(md kadm.TopicDetails) bool {
 		}
 	}
 	return false
+}
+
+// deleteGroups deletes the consumer groups named with prefix. A stage
+// started with -instance is a static member: it does not leave its group
+// when it stops, so the group would stay non-empty, keep its committed
+// offsets, and hand the next run's member the last run's assignment. Such
+// members are removed first.
+func deleteGroups(ctx context.Context, adm *kadm.Client, prefix string) error {
+	listed, err := adm.ListGroups(ctx)
+	if err != nil {
+		return fmt.Errorf("list groups: %w", err)
+	}
+	var mine []string
+	for _, g := range listed.Groups() {
+		if strings.HasPrefix(g, prefix) {
+			mine = append(mine, g)
+		}
+	}
+	if len(mine) == 0 {
+		return nil
+	}
+	described, err := adm.DescribeGroups(ctx, mine...)
+	if err != nil {
+		return fmt.Errorf("describe groups %v: %w", mine, err)
+	}
+	for _, g := range described.Sorted() {
+		var static []string
+		for _, m := range g.Members {
+			if m.InstanceID != nil {
+				static = append(static, *m.InstanceID)
+			}
+		}
+		if len(static) == 0 {
+			continue
+		}
+		left, err := adm.LeaveGroup(ctx, kadm.LeaveGroup(g.Group).InstanceIDs(static...).Reason("rdv reset"))
+		if err == nil {
+			err = left.Error()
+		}
+		if err != nil && !errors.Is(err, kerr.UnknownMemberID) {
+			return fmt.Errorf("remove static members %v from group %s: %w", static, g.Group, err)
+		}
+	}
+	deleted, err := adm.DeleteGroups(ctx, mine...)
+	if err != nil {
+		return fmt.Errorf("delete groups %v: %w", mine, err)
+	}
+	for _, r := range deleted.Sorted() {
+		if r.Err != nil && !errors.Is(r.Err, kerr.GroupIDNotFound) {
+			return fmt.Errorf("delete group %s: %w", r.Group, r.Err)
+		}
+	}
+	return nil
 }
