@@ -9,17 +9,14 @@
 package loadtest
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"io"
+	"errors"
+	"fmt"
 	"net"
-	"net/http"
-	"runtime"
+	"net/url"
 	"slices"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -44,42 +41,59 @@ type Sample struct {
 	// generator's own error, included in Latencies.
 	DispatchLag []time.Duration
 	Reasons     map[string]int // answered calls by reason
-	Failures    map[string]int // unanswered calls by HTTP status or "transport"
-	IDs         []string       // message ids of the answered calls
+	// Failures are the unanswered calls by kind: the HTTP status, or
+	// "transport: <what>" (connect, closed, reset, timeout, canceled),
+	// "bad response", "bad body", or "refused: <why>" for a target the
+	// generator will not load.
+	Failures map[string]int
+	IDs      []string // message ids of the answered calls
+	// ConnErrors counts connections that failed under a call (refused,
+	// reset, closed early, timed out). Each is replaced by a new one; a
+	// keep-alive connection the server had closed while idle is replaced
+	// and its call resent, so it is counted here but not as a failure.
+	ConnErrors  int
 	MaxInFlight int
 }
 
 // Answered is the number of calls answered with 200.
 func (s *Sample) Answered() int { return len(s.Latencies) }
 
-// Generator sends open-loop load over one tuned HTTP client.
+// Generator sends open-loop load over its own HTTP/1.1 client: a pool of
+// keep-alive connections to the loopback target, driven by one goroutine's
+// epoll loop that also keeps the schedule (client.go). net/http cost four
+// times as much CPU per call, in goroutine hand-offs, thread wake-ups and
+// reflection, all of it taken from the pipeline being measured
+// (BenchmarkGeneratorCPU).
+//
+// Runs take turns: they share the connections.
 type Generator struct {
-	client      *http.Client
 	maxInFlight int
+	// timeout bounds a call from its sending to the end of its answer.
+	// Longer than any answer the frontend may give (SLA plus its 2s
+	// grace), so a timeout here means the frontend itself is stuck.
+	timeout time.Duration
+
+	mu    sync.Mutex
+	ep    int     // epoll instance, -1 until needed
+	gen   int32   // tells a connection's epoll events from those of an earlier one on its fd
+	dst   string  // what the pooled connections are connected to
+	conns []*conn // by file descriptor
+	idle  []*conn // keep-alive connections with nothing in flight, LIFO
 }
 
 // NewGenerator returns a generator that keeps at most maxInFlight calls
-// open. The transport keeps that many idle keep-alive connections, so a
-// steady rate reuses connections instead of dialling.
+// open, each on its own connection. Connections stay open between runs,
+// so a steady rate reuses connections instead of dialling.
 func NewGenerator(maxInFlight int) *Generator {
-	tr := &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:        maxInFlight,
-		MaxIdleConnsPerHost: maxInFlight,
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
-		ForceAttemptHTTP2:   false,
-	}
-	return &Generator{
-		// Longer than any answer the frontend may give (SLA plus its 2s
-		// grace), so a timeout here means the frontend itself is stuck.
-		client:      &http.Client{Transport: tr, Timeout: 10 * time.Second},
-		maxInFlight: maxInFlight,
-	}
+	return &Generator{maxInFlight: max(1, maxInFlight), timeout: 10 * time.Second, ep: -1}
 }
 
-// Close drops the idle connections.
-func (g *Generator) Close() { g.client.CloseIdleConnections() }
+// Close closes every connection.
+func (g *Generator) Close() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.closeAll()
+}
 
 type outcome struct {
 	latency time.Duration
@@ -93,117 +107,114 @@ type outcome struct {
 func (g *Generator) Run(ctx context.Context, t Target, rate float64, d time.Duration) *Sample {
 	n := int(rate * d.Seconds())
 	s := &Sample{Rate: rate, Planned: n, Reasons: map[string]int{}, Failures: map[string]int{}}
-	results := make([]outcome, n)
-	sent := make([]bool, n)
-	var wg sync.WaitGroup
-	var inFlight, maxInFlight atomic.Int64
-	var lastDone atomic.Int64
-
-	// The dispatcher owns an OS thread and sleeps with nanosleep: the Go
-	// runtime's timers wake about 1 ms late on Linux, which would add up to
-	// a millisecond of the generator's own delay to every latency.
-	start := time.Now().Add(20 * time.Millisecond)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		for i := 0; i < n; i++ {
-			due := start.Add(time.Duration(float64(i) * float64(time.Second) / rate))
-			if wait := time.Until(due); wait > 0 {
-				ts := syscall.NsecToTimespec(int64(wait))
-				_ = syscall.Nanosleep(&ts, nil)
-			}
-			if ctx.Err() != nil {
-				return
-			}
-			if inFlight.Load() >= int64(g.maxInFlight) {
-				continue // counted as overflow: the system is far behind
-			}
-			cur := inFlight.Add(1)
-			if cur > maxInFlight.Load() {
-				maxInFlight.Store(cur)
-			}
-			sent[i] = true
-			wg.Add(1)
-			go func(i int, due time.Time) {
-				defer wg.Done()
-				results[i] = g.call(ctx, t.URL, t.Bodies[i%len(t.Bodies)], due)
-				inFlight.Add(-1)
-				now := time.Now().UnixNano()
-				for {
-					prev := lastDone.Load()
-					if now <= prev || lastDone.CompareAndSwap(prev, now) {
-						break
-					}
-				}
-			}(i, due)
-		}
-	}()
-	<-done
-	wg.Wait()
-
-	s.MaxInFlight = int(maxInFlight.Load())
-	if end := lastDone.Load(); end > 0 {
-		s.Window = time.Unix(0, end).Sub(start)
+	if n <= 0 {
+		return s
 	}
-	for i, r := range results {
-		if !sent[i] {
+	dst, err := parseTarget(t.URL)
+	if err == nil && len(t.Bodies) == 0 {
+		err = errors.New("no bodies")
+	}
+	if err != nil {
+		// Nothing is sent, but every call the schedule wanted is counted
+		// as failed, so the step cannot pass and the report says why.
+		s.Sent = n
+		s.Failures["refused: "+err.Error()] = n
+		return s
+	}
+
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	r := &run{
+		g: g, dst: dst, rate: rate, n: n,
+		reqs:     requests(dst, t.Bodies),
+		results:  make([]outcome, n),
+		sent:     make([]bool, n),
+		callConn: make([]*conn, n),
+		reasons:  map[string]string{},
+		start:    time.Now().Add(20 * time.Millisecond),
+		stamped:  true,
+	}
+	r.loop(ctx)
+
+	s.MaxInFlight = r.maxInFlight
+	s.ConnErrors = r.connErrors
+	if r.lastDone > 0 {
+		s.Window = r.lastDone
+	}
+	for i, o := range r.results {
+		if !r.sent[i] {
 			s.Overflow++
 			continue
 		}
 		s.Sent++
-		s.DispatchLag = append(s.DispatchLag, r.lag)
-		if r.failure != "" {
-			s.Failures[r.failure]++
+		s.DispatchLag = append(s.DispatchLag, o.lag)
+		if o.failure != "" {
+			s.Failures[o.failure]++
 			continue
 		}
-		s.Latencies = append(s.Latencies, r.latency)
-		s.Reasons[r.reason]++
-		s.IDs = append(s.IDs, r.id)
+		s.Latencies = append(s.Latencies, o.latency)
+		s.Reasons[o.reason]++
+		s.IDs = append(s.IDs, o.id)
 	}
 	slices.Sort(s.Latencies)
 	slices.Sort(s.DispatchLag)
 	return s
 }
 
-// answerBody is the part of a predict answer the generator reads.
-type answerBody struct {
-	MessageID string `json:"messageId"`
-	Reason    string `json:"reason"`
+// target is a parsed Target.URL.
+type target struct {
+	key  string // host:port, to tell whether pooled connections fit
+	sa   syscall.Sockaddr
+	host string // the Host header
+	path string
 }
 
-func (g *Generator) call(ctx context.Context, url string, body []byte, due time.Time) outcome {
-	o := outcome{lag: time.Since(due)}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+// parseTarget accepts only plain HTTP to a loopback address: the load is
+// meant for the pipeline on this machine, never for someone else's server.
+func parseTarget(raw string) (*target, error) {
+	u, err := url.Parse(raw)
 	if err != nil {
-		o.failure = "transport"
-		return o
+		return nil, errors.New("bad url")
 	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := g.client.Do(req)
-	if err != nil {
-		o.failure = "transport"
-		return o
+	if u.Scheme != "http" {
+		return nil, fmt.Errorf("scheme %q is not http", u.Scheme)
 	}
-	raw, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	o.latency = time.Since(due)
-	if err != nil {
-		o.failure = "transport"
-		return o
+	host := u.Hostname()
+	ip := net.ParseIP(host)
+	if host == "localhost" {
+		ip = net.IPv4(127, 0, 0, 1)
 	}
-	if resp.StatusCode != http.StatusOK {
-		o.failure = strconv.Itoa(resp.StatusCode)
-		return o
+	if ip == nil || !ip.IsLoopback() {
+		return nil, errors.New("not a loopback address")
 	}
-	var a answerBody
-	if err := json.Unmarshal(raw, &a); err != nil {
-		o.failure = "bad body"
-		return o
+	port := 80
+	if p := u.Port(); p != "" {
+		if port, err = strconv.Atoi(p); err != nil || port <= 0 || port > 65535 {
+			return nil, errors.New("bad port")
+		}
 	}
-	o.reason, o.id = a.Reason, a.MessageID
-	return o
+	var sa syscall.Sockaddr
+	if v4 := ip.To4(); v4 != nil {
+		sa4 := &syscall.SockaddrInet4{Port: port}
+		copy(sa4.Addr[:], v4)
+		sa = sa4
+	} else {
+		sa6 := &syscall.SockaddrInet6{Port: port}
+		copy(sa6.Addr[:], ip.To16())
+		sa = sa6
+	}
+	return &target{key: net.JoinHostPort(ip.String(), strconv.Itoa(port)), sa: sa, host: u.Host, path: u.RequestURI()}, nil
+}
+
+// requests serializes each body's whole request once: a call then costs
+// one write of ready bytes.
+func requests(dst *target, bodies [][]byte) [][]byte {
+	out := make([][]byte, len(bodies))
+	for i, b := range bodies {
+		out[i] = fmt.Appendf(nil, "POST %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: rdv-loadtest\r\n"+
+			"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", dst.path, dst.host, len(b), b)
+	}
+	return out
 }
 
 // Percentile is the q-th percentile (0 < q <= 100) of sorted durations, by

@@ -39,8 +39,12 @@ type Step struct {
 	OverheadP99Ms float64 `json:"overhead_p99_ms"`
 
 	AnswersByReason map[string]int `json:"answers_by_reason"`
-	// Failures are calls without a 200, by status or "transport".
+	// Failures are calls without a 200, by status or kind of error
+	// ("transport: reset", "transport: timeout"...: see Sample.Failures).
 	Failures map[string]int `json:"failures,omitempty"`
+	// ConnErrors are the generator's connections that failed under a call
+	// and were replaced (Sample.ConnErrors).
+	ConnErrors int `json:"conn_errors,omitempty"`
 	// Overflow calls were never sent: the in-flight cap was reached.
 	Overflow int `json:"overflow,omitempty"`
 	// DecisionsMissing counts answered calls with no decision in the
@@ -74,7 +78,7 @@ type Step struct {
 func newStep(mode string, s *Sample, d time.Duration, usage map[string]ProcUsage) Step {
 	r := Step{
 		Mode: mode, TargetRPS: s.Rate, DurationS: d.Seconds(), Sent: s.Sent, Answered: s.Answered(),
-		AnswersByReason: s.Reasons, Failures: s.Failures, Overflow: s.Overflow,
+		AnswersByReason: s.Reasons, Failures: s.Failures, ConnErrors: s.ConnErrors, Overflow: s.Overflow,
 		MaxInFlight: s.MaxInFlight, Processes: usage,
 	}
 	if s.Window > 0 {

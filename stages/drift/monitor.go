@@ -515,6 +515,9 @@ func (m *Monitor) Run(ctx context.Context) error {
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 	)
+	// A histogram of the last thousand scores does not need each score the
+	// moment it is written: take them by the batch, off the answer's path.
+	opts = append(opts, stage.LogPathOpts()...)
 	cl, err := env.Client(opts...)
 	if err != nil {
 		return fmt.Errorf("drift: %w", err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -28,17 +29,57 @@ type bulkOp struct {
 }
 
 // itemResult is one entry of a bulk response, also used as the body of the
-// single-document write APIs. Field order follows ES.
+// single-document write APIs.
 type itemResult struct {
-	Index       string      `json:"_index"`
-	ID          string      `json:"_id"`
-	Version     int64       `json:"_version,omitempty"`
-	Result      string      `json:"result,omitempty"`
-	Shards      *shardsInfo `json:"_shards,omitempty"`
-	SeqNo       *int64      `json:"_seq_no,omitempty"`
-	PrimaryTerm *int64      `json:"_primary_term,omitempty"`
-	Status      int         `json:"status"`
-	Error       *esError    `json:"error,omitempty"`
+	Index   string
+	ID      string
+	Version int64
+	Result  string
+	// written is true when the operation reached the shard: _shards,
+	// _seq_no and _primary_term (always 1) are then reported.
+	written bool
+	Shards  shardsInfo
+	SeqNo   int64
+	Status  int
+	Error   *esError
+}
+
+// appendJSON writes the item as ES does, fields in ES's order, empty
+// optional fields left out.
+func (it *itemResult) appendJSON(b []byte) []byte {
+	b = append(b, `{"_index":`...)
+	b = appendJSONString(b, it.Index)
+	b = append(b, `,"_id":`...)
+	b = appendJSONString(b, it.ID)
+	if it.Version != 0 {
+		b = append(b, `,"_version":`...)
+		b = strconv.AppendInt(b, it.Version, 10)
+	}
+	if it.Result != "" {
+		b = append(b, `,"result":`...)
+		b = appendJSONString(b, it.Result)
+	}
+	if it.written {
+		b = append(b, `,"_shards":{"total":`...)
+		b = strconv.AppendInt(b, int64(it.Shards.Total), 10)
+		b = append(b, `,"successful":`...)
+		b = strconv.AppendInt(b, int64(it.Shards.Successful), 10)
+		b = append(b, `,"failed":`...)
+		b = strconv.AppendInt(b, int64(it.Shards.Failed), 10)
+		b = append(b, `},"_seq_no":`...)
+		b = strconv.AppendInt(b, it.SeqNo, 10)
+		b = append(b, `,"_primary_term":1`...)
+	}
+	b = append(b, `,"status":`...)
+	b = strconv.AppendInt(b, int64(it.Status), 10)
+	if it.Error != nil {
+		b = append(b, `,"error":`...)
+		e, _ := it.Error.MarshalJSON()
+		var buf bytes.Buffer
+		_ = json.Compact(&buf, e) // what encoding/json does with a Marshaler's output
+		b = append(b, buf.Bytes()...)
+	}
+	return append(b, '}')
 }
 
 type shardsInfo struct {
@@ -55,7 +96,7 @@ var knownMetaFields = map[string]bool{
 }
 
 // parseBulk splits an NDJSON bulk body into operations. Errors are
-// whole-request failures (HTTP 400), as in ES.
+// whole-request failures (HTTP 400), as in ES. Sources are slices of body.
 func parseBulk(body []byte, defIndex string) ([]bulkOp, *esError) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil, actionValidation("no requests added")
@@ -64,7 +105,8 @@ func parseBulk(body []byte, defIndex string) ([]bulkOp, *esError) {
 		return nil, newErr("illegal_argument_exception", "The bulk request must be terminated by a newline [\\n]")
 	}
 	lines := bytes.Split(body[:len(body)-1], []byte("\n"))
-	var ops []bulkOp
+	ops := make([]bulkOp, 0, (len(lines)+1)/2)
+	names := map[string]string{} // index names repeat from line to line
 	var problems []string
 	for i := 0; i < len(lines); i++ {
 		line := bytes.TrimSpace(lines[i])
@@ -72,80 +114,14 @@ func parseBulk(body []byte, defIndex string) ([]bulkOp, *esError) {
 			continue
 		}
 		lineNo := i + 1
-		var action map[string]json.RawMessage
-		dec := json.NewDecoder(bytes.NewReader(line))
-		dec.UseNumber()
-		tok, err := dec.Token()
-		if err != nil || tok != json.Delim('{') {
-			return nil, newErr("illegal_argument_exception",
-				"Malformed action/metadata line [%d], expected START_OBJECT or END_OBJECT but found [%s]", lineNo, tokenKind(line))
-		}
-		if err := json.Unmarshal(line, &action); err != nil {
-			return nil, newErr("illegal_argument_exception", "Malformed action/metadata line [%d], expected START_OBJECT but found [%s]", lineNo, tokenKind(line))
-		}
-		if len(action) != 1 {
-			return nil, newErr("illegal_argument_exception",
-				"Malformed action/metadata line [%d], expected a simple value for field [_index] but found [START_OBJECT]", lineNo)
-		}
-		var op bulkOp
-		var metaRaw json.RawMessage
-		for k, v := range action {
-			op.action, metaRaw = k, v
-		}
-		switch op.action {
-		case "index", "create", "update", "delete":
-		default:
-			return nil, newErr("illegal_argument_exception",
-				"Malformed action/metadata line [%d], expected field [create], [delete], [index] or [update] but found [%s]", lineNo, op.action)
-		}
-		var meta map[string]any
-		d2 := json.NewDecoder(bytes.NewReader(metaRaw))
-		d2.UseNumber()
-		if err := d2.Decode(&meta); err != nil || meta == nil {
-			return nil, newErr("illegal_argument_exception",
-				"Malformed action/metadata line [%d], expected START_OBJECT but found [%s]", lineNo, tokenKind(metaRaw))
-		}
-		for _, k := range sortedKeys(meta) {
-			if !knownMetaFields[k] {
-				return nil, newErr("illegal_argument_exception", "Action/metadata line [%d] contains an unknown parameter [%s]", lineNo, k)
+		op, ok := parsePlainAction(line, defIndex, names)
+		if !ok {
+			var e *esError
+			if op, e = parseAction(line, lineNo, defIndex); e != nil {
+				return nil, e
 			}
 		}
 		op.line = lineNo
-		op.index = defIndex
-		if v, ok := meta["_index"].(string); ok {
-			op.index = v
-		}
-		if v, ok := meta["_id"]; ok && v != nil {
-			op.id = fmt.Sprint(v)
-		}
-		if v, ok := meta["op_type"].(string); ok && op.action == "index" {
-			if v == "create" {
-				op.action = "create"
-			} else if v != "index" {
-				return nil, newErr("illegal_argument_exception", "opType must be 'create' or 'index', found: [%s]", v)
-			}
-		}
-		if v, ok := meta["if_seq_no"].(json.Number); ok {
-			n, _ := v.Int64()
-			op.ifSeqNo = &n
-		}
-		if v, ok := meta["if_primary_term"].(json.Number); ok {
-			n, _ := v.Int64()
-			op.ifPrimaryTerm = &n
-		}
-		if v, ok := meta["version"].(json.Number); ok {
-			n, _ := v.Int64()
-			op.version = &n
-		}
-		if v, ok := meta["version_type"].(string); ok {
-			op.versionType = v
-		}
-		if v, ok := meta["pipeline"].(string); ok {
-			op.pipeline = v
-		}
-		if v, ok := meta["require_alias"].(bool); ok {
-			op.requireAlias = v
-		}
 		if op.index == "" {
 			problems = append(problems, "index is missing")
 		}
@@ -157,7 +133,7 @@ func parseBulk(body []byte, defIndex string) ([]bulkOp, *esError) {
 			if i >= len(lines) {
 				return nil, newErr("illegal_argument_exception", "The bulk request must be terminated by a newline [\\n]")
 			}
-			op.source = append([]byte(nil), bytes.TrimSpace(lines[i])...)
+			op.source = bytes.TrimSpace(lines[i])
 		}
 		ops = append(ops, op)
 	}
@@ -168,6 +144,172 @@ func parseBulk(body []byte, defIndex string) ([]bulkOp, *esError) {
 		return nil, actionValidation("no requests added")
 	}
 	return ops, nil
+}
+
+// parsePlainAction reads the action lines clients nearly always send,
+// {"index":{"_index":"i","_id":"x"}} written compactly with plain ASCII
+// strings, without encoding/json. ok is false for anything else, which
+// parseAction then reads (and reports on).
+func parsePlainAction(line []byte, defIndex string, names map[string]string) (op bulkOp, ok bool) {
+	rest, ok := cutPrefix(line, `{"`)
+	if !ok {
+		return op, false
+	}
+	var action []byte
+	if action, rest, ok = plainString(rest); !ok {
+		return op, false
+	}
+	switch string(action) {
+	case "index":
+		op.action = "index"
+	case "create":
+		op.action = "create"
+	case "update":
+		op.action = "update"
+	case "delete":
+		op.action = "delete"
+	default:
+		return op, false
+	}
+	if rest, ok = cutPrefix(rest, `:{`); !ok {
+		return op, false
+	}
+	op.index = defIndex
+	var haveIndex, haveID bool
+	for n := 0; len(rest) > 0 && rest[0] != '}'; n++ {
+		if n > 0 {
+			if rest, ok = cutPrefix(rest, `,`); !ok {
+				return op, false
+			}
+		}
+		var key, val []byte
+		if rest, ok = cutPrefix(rest, `"`); !ok {
+			return op, false
+		}
+		if key, rest, ok = plainString(rest); !ok {
+			return op, false
+		}
+		if rest, ok = cutPrefix(rest, `:"`); !ok {
+			return op, false
+		}
+		if val, rest, ok = plainString(rest); !ok {
+			return op, false
+		}
+		switch {
+		case string(key) == "_index" && !haveIndex:
+			name, seen := names[string(val)]
+			if !seen {
+				name = string(val)
+				names[name] = name
+			}
+			op.index, haveIndex = name, true
+		case string(key) == "_id" && !haveID:
+			op.id, haveID = string(val), true
+		default:
+			return op, false
+		}
+	}
+	return op, string(rest) == "}}"
+}
+
+func cutPrefix(b []byte, prefix string) ([]byte, bool) {
+	if len(b) < len(prefix) || string(b[:len(prefix)]) != prefix {
+		return nil, false
+	}
+	return b[len(prefix):], true
+}
+
+// plainString reads the rest of a string whose opening quote has been
+// consumed, accepting only printable ASCII without escapes.
+func plainString(b []byte) (s, rest []byte, ok bool) {
+	for i, c := range b {
+		if c == '"' {
+			return b[:i], b[i+1:], true
+		}
+		if c < ' ' || c >= 0x7f || c == '\\' {
+			return nil, nil, false
+		}
+	}
+	return nil, nil, false
+}
+
+// parseAction reads any action line with encoding/json and reports the
+// errors ES reports for it.
+func parseAction(line []byte, lineNo int, defIndex string) (bulkOp, *esError) {
+	var op bulkOp
+	var action map[string]json.RawMessage
+	dec := json.NewDecoder(bytes.NewReader(line))
+	dec.UseNumber()
+	tok, err := dec.Token()
+	if err != nil || tok != json.Delim('{') {
+		return op, newErr("illegal_argument_exception",
+			"Malformed action/metadata line [%d], expected START_OBJECT or END_OBJECT but found [%s]", lineNo, tokenKind(line))
+	}
+	if err := json.Unmarshal(line, &action); err != nil {
+		return op, newErr("illegal_argument_exception", "Malformed action/metadata line [%d], expected START_OBJECT but found [%s]", lineNo, tokenKind(line))
+	}
+	if len(action) != 1 {
+		return op, newErr("illegal_argument_exception",
+			"Malformed action/metadata line [%d], expected a simple value for field [_index] but found [START_OBJECT]", lineNo)
+	}
+	var metaRaw json.RawMessage
+	for k, v := range action {
+		op.action, metaRaw = k, v
+	}
+	switch op.action {
+	case "index", "create", "update", "delete":
+	default:
+		return op, newErr("illegal_argument_exception",
+			"Malformed action/metadata line [%d], expected field [create], [delete], [index] or [update] but found [%s]", lineNo, op.action)
+	}
+	var meta map[string]any
+	d2 := json.NewDecoder(bytes.NewReader(metaRaw))
+	d2.UseNumber()
+	if err := d2.Decode(&meta); err != nil || meta == nil {
+		return op, newErr("illegal_argument_exception",
+			"Malformed action/metadata line [%d], expected START_OBJECT but found [%s]", lineNo, tokenKind(metaRaw))
+	}
+	for _, k := range sortedKeys(meta) {
+		if !knownMetaFields[k] {
+			return op, newErr("illegal_argument_exception", "Action/metadata line [%d] contains an unknown parameter [%s]", lineNo, k)
+		}
+	}
+	op.index = defIndex
+	if v, ok := meta["_index"].(string); ok {
+		op.index = v
+	}
+	if v, ok := meta["_id"]; ok && v != nil {
+		op.id = fmt.Sprint(v)
+	}
+	if v, ok := meta["op_type"].(string); ok && op.action == "index" {
+		if v == "create" {
+			op.action = "create"
+		} else if v != "index" {
+			return op, newErr("illegal_argument_exception", "opType must be 'create' or 'index', found: [%s]", v)
+		}
+	}
+	if v, ok := meta["if_seq_no"].(json.Number); ok {
+		n, _ := v.Int64()
+		op.ifSeqNo = &n
+	}
+	if v, ok := meta["if_primary_term"].(json.Number); ok {
+		n, _ := v.Int64()
+		op.ifPrimaryTerm = &n
+	}
+	if v, ok := meta["version"].(json.Number); ok {
+		n, _ := v.Int64()
+		op.version = &n
+	}
+	if v, ok := meta["version_type"].(string); ok {
+		op.versionType = v
+	}
+	if v, ok := meta["pipeline"].(string); ok {
+		op.pipeline = v
+	}
+	if v, ok := meta["require_alias"].(bool); ok {
+		op.requireAlias = v
+	}
+	return op, nil
 }
 
 func tokenKind(b []byte) string {
@@ -256,9 +398,7 @@ func (s *Server) applyOp(op bulkOp, defPipeline string) itemResult {
 		}
 		if result == "noop" {
 			res.Version, res.Result, res.Status = cur.version, "noop", http.StatusOK
-			seq, term := cur.seqNo, int64(1)
-			res.SeqNo, res.PrimaryTerm = &seq, &term
-			res.Shards = &shardsInfo{Total: 0, Successful: 0, Failed: 0}
+			res.written, res.SeqNo, res.Shards = true, cur.seqNo, shardsInfo{Total: 0, Successful: 0, Failed: 0}
 			return res
 		}
 		op.source = merged
@@ -334,9 +474,8 @@ func (s *Server) nextVersion(ix *index, op bulkOp, cur *doc) int64 {
 func (s *Server) applyDelete(ix *index, op bulkOp, cur *doc, res itemResult) itemResult {
 	version := s.nextVersion(ix, op, cur)
 	ix.seq++
-	seq, term := ix.seq-1, int64(1)
-	res.Version, res.SeqNo, res.PrimaryTerm = version, &seq, &term
-	res.Shards = &shardsInfo{Total: 1 + ix.replicas(), Successful: 1}
+	res.Version, res.written, res.SeqNo = version, true, ix.seq-1
+	res.Shards = shardsInfo{Total: ix.copies, Successful: 1}
 	if cur == nil {
 		res.Result, res.Status = "not_found", http.StatusNotFound
 		ix.tomb[op.id] = version
@@ -350,6 +489,32 @@ func (s *Server) applyDelete(ix *index, op bulkOp, cur *doc, res itemResult) ite
 }
 
 func (s *Server) applyWrite(ix *index, op bulkOp, cur *doc, res itemResult) itemResult {
+	if ok, hasTS := scanDocument(ix, op.source); !ok || ix.dataStream && !hasTS {
+		if e := s.checkDocument(ix, op); e != nil {
+			res.Status, res.Error = http.StatusBadRequest, e
+			return res
+		}
+	}
+	version := s.nextVersion(ix, op, cur)
+	ix.seq++
+	d := s.arena.newDoc()
+	*d = doc{id: op.id, version: version, seqNo: ix.seq - 1, source: s.arena.copySource(op.source)}
+	ix.docs[op.id] = d
+	delete(ix.tomb, op.id)
+	s.stats.DocsIndexed++
+	res.Version, res.written, res.SeqNo = version, true, d.seqNo
+	res.Shards = shardsInfo{Total: ix.copies, Successful: 1}
+	if cur == nil {
+		res.Result, res.Status = "created", http.StatusCreated
+	} else {
+		res.Result, res.Status = "updated", http.StatusOK
+	}
+	return res
+}
+
+// checkDocument runs the full document parser: it reports what is wrong
+// with the document, or applies the fields it adds to the mapping.
+func (s *Server) checkDocument(ix *index, op bulkOp) *esError {
 	root, off, perr := parseJSON(op.source)
 	legacy := versionBefore(s.cfg.version, 8, 8)
 	if perr != nil {
@@ -363,38 +528,16 @@ func (s *Server) applyWrite(ix *index, op bulkOp, cur *doc, res itemResult) item
 		} else {
 			e = newErr("document_parsing_exception", "[%s] %s", location(op.source, off), msg)
 		}
-		res.Status, res.Error = http.StatusBadRequest, e.withCause(newErr("json_parse_exception", "%s", perr.Error()))
-		return res
+		return e.withCause(newErr("json_parse_exception", "%s", perr.Error()))
 	}
 	p := newDocParser(ix, op.source, op.id, legacy)
 	if e := p.parse(root); e != nil {
-		res.Status, res.Error = http.StatusBadRequest, e
-		return res
+		return e
 	}
 	if ix.dataStream && !hasTimestamp(root) {
-		res.Status, res.Error = http.StatusBadRequest, p.fail(root.start, "data stream timestamp field [@timestamp] is missing")
-		return res
+		return p.fail(root.start, "data stream timestamp field [@timestamp] is missing")
 	}
-	if e := p.commit(); e != nil {
-		res.Status, res.Error = http.StatusBadRequest, e
-		return res
-	}
-	version := s.nextVersion(ix, op, cur)
-	ix.seq++
-	d := &doc{id: op.id, version: version, seqNo: ix.seq - 1, source: op.source}
-	d.value, _ = root.toAny().(map[string]any)
-	ix.docs[op.id] = d
-	delete(ix.tomb, op.id)
-	s.stats.DocsIndexed++
-	seq, term := d.seqNo, int64(1)
-	res.Version, res.SeqNo, res.PrimaryTerm = version, &seq, &term
-	res.Shards = &shardsInfo{Total: 1 + ix.replicas(), Successful: 1}
-	if cur == nil {
-		res.Result, res.Status = "created", http.StatusCreated
-	} else {
-		res.Result, res.Status = "updated", http.StatusOK
-	}
-	return res
+	return p.commit()
 }
 
 func hasTimestamp(root *jnode) bool {
@@ -500,36 +643,53 @@ func (s *Server) handleBulk(w http.ResponseWriter, r *http.Request, body []byte,
 		return
 	}
 	q := r.URL.Query()
+	pipeline := q.Get("pipeline")
+	// The answer is written by hand as the items are applied: encoding/json
+	// walking a map per item by reflection cost more than storing them.
+	out := make([]byte, 0, 64+len(ops)*256)
+	out = append(out, `{"took":`...)
+	itemsAt := len(out)
 	s.mu.Lock()
-	items := make([]map[string]itemResult, 0, len(ops))
 	hasErr := false
-	touched := map[*index]bool{}
-	for _, op := range ops {
-		res := s.applyOp(op, q.Get("pipeline"))
+	var touched []*index
+	var lastIx *index
+	for i, op := range ops {
+		res := s.applyOp(op, pipeline)
 		s.stats.BulkItems++
 		if res.Error != nil { // a delete of a missing document (404 not_found) is not an error
 			hasErr = true
 			s.stats.ItemErrors++
 			s.errTypes[res.Error.Type]++
 		}
-		if ix := s.indices[res.Index]; ix != nil {
-			touched[ix] = true
+		if ix := s.indices[res.Index]; ix != nil && ix != lastIx {
+			lastIx = ix
+			if !slices.Contains(touched, ix) {
+				touched = append(touched, ix)
+			}
 		}
-		items = append(items, map[string]itemResult{op.action: res})
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, `{"`...)
+		out = append(out, op.action...)
+		out = append(out, `":`...)
+		out = res.appendJSON(out)
+		out = append(out, '}')
 	}
 	if refreshRequested(q) {
-		for ix := range touched {
+		for _, ix := range touched {
 			ix.refresh()
 		}
 	}
 	s.mu.Unlock()
 	took := time.Since(start).Milliseconds()
-	resp := struct {
-		Took   int64                   `json:"took"`
-		Errors bool                    `json:"errors"`
-		Items  []map[string]itemResult `json:"items"`
-	}{took, hasErr, items}
-	s.writeJSON(w, r, http.StatusOK, resp)
+	head := strconv.AppendInt(nil, took, 10)
+	head = append(head, `,"errors":`...)
+	head = strconv.AppendBool(head, hasErr)
+	head = append(head, `,"items":[`...)
+	out = append(out, "]}"...)
+	out = slices.Insert(out, itemsAt, head...)
+	s.writeCompactJSON(w, r, http.StatusOK, out)
 }
 
 func refreshRequested(q map[string][]string) bool {

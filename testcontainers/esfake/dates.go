@@ -21,6 +21,9 @@ type dateFormat struct {
 	// lenient is true when the format uses pattern letters esfake does not
 	// model: values are then accepted without checking.
 	lenient bool
+	// strictISO is true when one of the alternatives is
+	// strict_date_optional_time, so isPlainISODate may vouch for a value.
+	strictISO bool
 }
 
 type dateParser interface {
@@ -42,6 +45,9 @@ func compileDateFormat(src string) (*dateFormat, error) {
 		}
 		if lenient {
 			df.lenient = true
+		}
+		if part == "strict_date_optional_time" || part == "strict_date_optional_time_nanos" {
+			df.strictISO = true
 		}
 		if p != nil {
 			df.parsers = append(df.parsers, p)
@@ -74,6 +80,58 @@ func (df *dateFormat) parseDate(v string) (time.Time, *esError) {
 	}
 	return time.Time{}, newErr("illegal_argument_exception",
 		"failed to parse date field [%s] with format [%s]", v, df.src).withCause(cause)
+}
+
+// isPlainISODate recognises the one shape documents nearly always carry,
+// yyyy-MM-ddTHH:mm:ss with an optional fraction and an optional Z, as
+// valid for strict_date_optional_time, without the general matcher. It
+// never accepts what that matcher rejects; false only means "ask it".
+func isPlainISODate(b []byte) bool {
+	if len(b) < 19 || b[4] != '-' || b[7] != '-' || b[10] != 'T' || b[13] != ':' || b[16] != ':' {
+		return false
+	}
+	n := func(from, to int) int {
+		v := 0
+		for _, c := range b[from:to] {
+			if c < '0' || c > '9' {
+				return -1
+			}
+			v = v*10 + int(c-'0')
+		}
+		return v
+	}
+	year, month, day := n(0, 4), n(5, 7), n(8, 10)
+	hour, minute, sec := n(11, 13), n(14, 16), n(17, 19)
+	if year < 0 || month < 1 || month > 12 || day < 1 || hour < 0 || hour > 23 ||
+		minute < 0 || minute > 59 || sec < 0 || sec > 59 || day > monthDays(year, month) {
+		return false
+	}
+	rest := b[19:]
+	if len(rest) > 0 && rest[0] == '.' {
+		i := 1
+		for i < len(rest) && rest[i] >= '0' && rest[i] <= '9' {
+			i++
+		}
+		if i == 1 || i > 10 {
+			return false
+		}
+		rest = rest[i:]
+	}
+	return len(rest) == 0 || len(rest) == 1 && rest[0] == 'Z'
+}
+
+// monthDays is daysIn for years 0 to 9999, without building a time.
+func monthDays(year, month int) int {
+	switch month {
+	case 2:
+		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+			return 29
+		}
+		return 28
+	case 4, 6, 9, 11:
+		return 30
+	}
+	return 31
 }
 
 func compileOneFormat(name string) (dateParser, bool, error) {

@@ -40,26 +40,33 @@ type dynTemplate struct {
 	mapping     map[string]any
 }
 
-func newDocParser(ix *index, src []byte, id string, legacy bool) *docParser {
-	p := &docParser{
-		src: src, id: id, root: ix.mapping, legacy: legacy,
-		private: map[*fieldMapping]bool{}, pending: map[*fieldMapping]map[string]*fieldMapping{},
-		dateDetection: true, limit: 1000,
-	}
+// parseConfig is what a docParser takes from the index's settings and root
+// mapping parameters, which do not change once the index exists.
+type parseConfig struct {
+	ignMal           bool
+	limit            int
+	dateDetection    bool
+	numericDetection bool
+	dynDateFormats   []*dateFormat
+	dynTemplates     []dynTemplate
+}
+
+func newParseConfig(ix *index) *parseConfig {
+	c := &parseConfig{dateDetection: true, limit: 1000}
 	if v, ok := ix.setting("mapping.ignore_malformed"); ok {
-		p.ignMal = truthy(v)
+		c.ignMal = truthy(v)
 	}
 	if v, ok := ix.setting("mapping.total_fields.limit"); ok {
 		if n, err := strconv.Atoi(fmt.Sprint(v)); err == nil {
-			p.limit = n
+			c.limit = n
 		}
 	}
 	rp := ix.mapping.Params
 	if v, ok := rp["date_detection"]; ok {
-		p.dateDetection = truthy(v)
+		c.dateDetection = truthy(v)
 	}
 	if v, ok := rp["numeric_detection"]; ok {
-		p.numericDetection = truthy(v)
+		c.numericDetection = truthy(v)
 	}
 	formats := []string{"strict_date_optional_time", "yyyy/MM/dd HH:mm:ss Z||yyyy/MM/dd Z"}
 	if v, ok := rp["dynamic_date_formats"].([]any); ok {
@@ -70,11 +77,24 @@ func newDocParser(ix *index, src []byte, id string, legacy bool) *docParser {
 	}
 	for _, f := range formats {
 		if df, err := compileDateFormat(f); err == nil {
-			p.dynDateFormats = append(p.dynDateFormats, df)
+			c.dynDateFormats = append(c.dynDateFormats, df)
 		}
 	}
-	p.dynTemplates = parseDynTemplates(rp["dynamic_templates"])
-	return p
+	c.dynTemplates = parseDynTemplates(rp["dynamic_templates"])
+	return c
+}
+
+func newDocParser(ix *index, src []byte, id string, legacy bool) *docParser {
+	if ix.parse == nil {
+		ix.parse = newParseConfig(ix)
+	}
+	c := ix.parse
+	return &docParser{
+		src: src, id: id, root: ix.mapping, legacy: legacy,
+		private: map[*fieldMapping]bool{}, pending: map[*fieldMapping]map[string]*fieldMapping{},
+		ignMal: c.ignMal, limit: c.limit, dateDetection: c.dateDetection, numericDetection: c.numericDetection,
+		dynDateFormats: c.dynDateFormats, dynTemplates: c.dynTemplates,
+	}
 }
 
 func truthy(v any) bool {

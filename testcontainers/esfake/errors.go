@@ -92,6 +92,20 @@ func writeJSON(b *bytes.Buffer, v any) {
 	}
 }
 
+// appendJSONString appends s as a JSON string, exactly as writeJSON would.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' || c >= 0x7f || c == '"' || c == '\\' {
+			var buf bytes.Buffer
+			writeJSON(&buf, s)
+			return append(b, buf.Bytes()...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
 // rootCauseOnly renders the exception without its cause, the way ES lists
 // entries of "root_cause".
 type rootCauseOnly struct{ e *esError }

@@ -548,5 +548,10 @@ func (sr singleResult) MarshalJSON() ([]byte, error) {
 		PrimaryTerm *int64      `json:"_primary_term,omitempty"`
 	}
 	it := sr.itemResult
-	return json.Marshal(noStatus{it.Index, it.ID, it.Version, it.Result, it.Shards, it.SeqNo, it.PrimaryTerm})
+	out := noStatus{Index: it.Index, ID: it.ID, Version: it.Version, Result: it.Result}
+	if it.written {
+		shards, seq, term := it.Shards, it.SeqNo, int64(1)
+		out.Shards, out.SeqNo, out.PrimaryTerm = &shards, &seq, &term
+	}
+	return json.Marshal(out)
 }

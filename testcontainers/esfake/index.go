@@ -25,14 +25,59 @@ type index struct {
 
 	visible     map[string]*doc // NRT snapshot; nil when writes are visible at once
 	lastRefresh time.Time
+
+	// Settings and root mapping parameters do not change once the index
+	// exists, so what is derived from them is worked out once.
+	copies int          // 1 + number_of_replicas, for _shards.total
+	parse  *parseConfig // nil until the full document parser first runs
 }
 
+// doc is a stored document. Only the source is kept: search decodes it
+// when it needs values (docView), so an index costs little more than the
+// bytes it was sent.
 type doc struct {
 	id      string
 	version int64
 	seqNo   int64
 	source  []byte
-	value   map[string]any
+}
+
+// docArena allocates documents and their sources in blocks, so that storing
+// one costs no allocation of its own and the sources sit in a few large
+// blocks without pointers, which the collector does not scan. A block lives
+// as long as any document in it: deleted and replaced documents leave their
+// bytes behind until then, a fair price for a test server.
+type docArena struct {
+	docs []doc
+	src  []byte
+}
+
+const (
+	arenaDocs      = 512
+	arenaSrcBlock  = 256 << 10
+	arenaSrcOwnMin = 16 << 10 // sources at least this large get their own allocation
+)
+
+func (a *docArena) newDoc() *doc {
+	if len(a.docs) == 0 {
+		a.docs = make([]doc, arenaDocs)
+	}
+	d := &a.docs[0]
+	a.docs = a.docs[1:]
+	return d
+}
+
+// copySource returns a copy of b that nothing else refers to.
+func (a *docArena) copySource(b []byte) []byte {
+	if len(b) >= arenaSrcOwnMin {
+		return append([]byte(nil), b...)
+	}
+	if cap(a.src)-len(a.src) < len(b) {
+		a.src = make([]byte, 0, arenaSrcBlock)
+	}
+	n := len(a.src)
+	a.src = append(a.src, b...)
+	return a.src[n:len(a.src):len(a.src)]
 }
 
 func (ix *index) setting(key string) (any, bool) {
@@ -229,6 +274,7 @@ func (s *Server) createIndex(name string, body *indexBody) (*index, *esError) {
 	ix.settings["uuid"] = ix.uuid
 	ix.settings["provided_name"] = name
 	ix.settings["creation_date"] = strconv.FormatInt(ix.created.UnixMilli(), 10)
+	ix.copies = 1 + ix.replicas()
 	s.indices[name] = ix
 	return ix, nil
 }

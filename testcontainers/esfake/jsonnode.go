@@ -164,31 +164,6 @@ func (p *jparser) stringLit() string {
 	return out
 }
 
-// toAny converts to the generic Go representation (numbers as json.Number).
-func (n *jnode) toAny() any {
-	switch n.kind {
-	case jBool:
-		return n.b
-	case jNumber:
-		return json.Number(n.str)
-	case jString:
-		return n.str
-	case jObject:
-		m := make(map[string]any, len(n.obj))
-		for _, kv := range n.obj {
-			m[kv.key] = kv.val.toAny()
-		}
-		return m
-	case jArray:
-		a := make([]any, len(n.arr))
-		for i, v := range n.arr {
-			a[i] = v.toAny()
-		}
-		return a
-	}
-	return nil
-}
-
 // preview renders the value the way ES prints it after "Preview of field's
 // value": scalars as text, objects as {k=v, ...}, arrays as [a, b].
 func (n *jnode) preview() string {

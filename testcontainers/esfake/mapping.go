@@ -16,9 +16,32 @@ type fieldMapping struct {
 	Dynamic    string                   // objects only; "" means inherit
 	Enabled    bool                     // objects only
 	dateFmt    *dateFormat
+	seen       []seenProp // see prop
+}
+
+type seenProp struct {
+	name string
+	fm   *fieldMapping
 }
 
 func (f *fieldMapping) isObject() bool { return f.Type == "object" || f.Type == "nested" }
+
+// prop returns the child mapped under name, the i-th field of an object in
+// a document, and remembers it in seen for that position (docScan.key).
+// What is remembered stays right: once mapped, a name is never removed nor
+// remapped (dynamic mapping only adds names, and new mappings are built
+// afresh). Only plain names (docScan.plainKey) are passed.
+func (f *fieldMapping) prop(i int, name []byte) *fieldMapping {
+	fm := f.Properties[string(name)]
+	switch {
+	case fm == nil || i > len(f.seen) || i >= 64:
+	case i == len(f.seen):
+		f.seen = append(f.seen, seenProp{string(name), fm})
+	default:
+		f.seen[i] = seenProp{string(name), fm}
+	}
+	return fm
+}
 
 var rootParams = map[string]bool{
 	"dynamic": true, "properties": true, "date_detection": true, "numeric_detection": true,
@@ -234,6 +257,7 @@ func (f *fieldMapping) clone() *fieldMapping {
 		return nil
 	}
 	c := *f
+	c.seen = nil
 	c.Params = make(map[string]any, len(f.Params))
 	for k, v := range f.Params {
 		c.Params[k] = v

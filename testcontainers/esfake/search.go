@@ -16,21 +16,42 @@ import (
 
 // query is a parsed query clause.
 type query interface {
-	match(ix *index, d *doc) bool
+	match(ix *index, d *docView) bool
+}
+
+// docView is a stored document being searched. Its values are decoded
+// from the source when a clause first needs them, and only for as long as
+// the search runs: keeping decoded trees for every document would cost
+// several times the memory of the sources.
+type docView struct {
+	*doc
+	val     map[string]any
+	decoded bool
+}
+
+// value is the source as generic values (numbers as json.Number).
+func (v *docView) value() map[string]any {
+	if !v.decoded {
+		v.decoded = true
+		dec := json.NewDecoder(bytes.NewReader(v.source))
+		dec.UseNumber()
+		_ = dec.Decode(&v.val)
+	}
+	return v.val
 }
 
 type matchAll struct{}
 type matchNone struct{}
 
-func (matchAll) match(*index, *doc) bool  { return true }
-func (matchNone) match(*index, *doc) bool { return false }
+func (matchAll) match(*index, *docView) bool  { return true }
+func (matchNone) match(*index, *docView) bool { return false }
 
 type boolQuery struct {
 	must, filter, should, mustNot []query
 	minShould                     int
 }
 
-func (q *boolQuery) match(ix *index, d *doc) bool {
+func (q *boolQuery) match(ix *index, d *docView) bool {
 	for _, c := range q.must {
 		if !c.match(ix, d) {
 			return false
@@ -60,7 +81,7 @@ func (q *boolQuery) match(ix *index, d *doc) bool {
 
 type idsQuery struct{ ids map[string]bool }
 
-func (q idsQuery) match(_ *index, d *doc) bool { return q.ids[d.id] }
+func (q idsQuery) match(_ *index, d *docView) bool { return q.ids[d.id] }
 
 // fieldQuery matches documents whose field values satisfy pred. The field
 // is resolved against each index's mapping; unmapped fields match nothing,
@@ -71,12 +92,12 @@ type fieldQuery struct {
 	// pred == nil makes an exists query
 }
 
-func (q fieldQuery) match(ix *index, d *doc) bool {
+func (q fieldQuery) match(ix *index, d *docView) bool {
 	fm, path := ix.mapping.resolveField(q.field)
 	if fm == nil {
 		return false
 	}
-	vals := extract(d.value, strings.Split(path, "."))
+	vals := extract(d.value(), strings.Split(path, "."))
 	if q.pred == nil { // exists
 		return len(vals) > 0
 	}
@@ -699,7 +720,7 @@ func (s *Server) handleCount(w http.ResponseWriter, r *http.Request, target stri
 	for _, ix := range list {
 		shards += ix.shards()
 		for _, d := range ix.searchable(s) {
-			if q.match(ix, d) {
+			if q.match(ix, &docView{doc: d}) {
 				count++
 			}
 		}
@@ -717,7 +738,7 @@ func (s *Server) handleCount(w http.ResponseWriter, r *http.Request, target stri
 
 type hit struct {
 	ix   *index
-	d    *doc
+	d    *docView
 	sort []any
 }
 
@@ -835,8 +856,8 @@ func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request, target str
 	for _, ix := range list {
 		shards += ix.shards()
 		for _, d := range ix.searchable(s) {
-			if q.match(ix, d) {
-				hits = append(hits, hit{ix: ix, d: d})
+			if v := (&docView{doc: d}); q.match(ix, v) {
+				hits = append(hits, hit{ix: ix, d: v})
 			}
 		}
 	}
@@ -1005,7 +1026,7 @@ func computeSortValues(hits []hit, list []*index, sorts []sortSpec) *esError {
 				continue
 			}
 			var best any
-			for _, v := range extract(h.d.value, strings.Split(path, ".")) {
+			for _, v := range extract(h.d.value(), strings.Split(path, ".")) {
 				sv := sortValue(fm, v)
 				if sv == nil {
 					continue
@@ -1139,14 +1160,14 @@ func parseSourceFilter(raw any, param string) sourceFilter {
 	return f
 }
 
-func (f sourceFilter) apply(d *doc) (any, bool) {
+func (f sourceFilter) apply(d *docView) (any, bool) {
 	if f.off {
 		return nil, false
 	}
 	if len(f.includes) == 0 && len(f.excludes) == 0 {
 		return json.RawMessage(d.source), true
 	}
-	return filterMap(d.value, "", f.includes, f.excludes), true
+	return filterMap(d.value(), "", f.includes, f.excludes), true
 }
 
 func filterMap(m map[string]any, prefix string, inc, exc []string) map[string]any {

@@ -41,6 +41,7 @@ type Server struct {
 	policies   map[string]*ilmPolicy
 	stats      Stats
 	errTypes   map[string]int
+	arena      docArena
 
 	failAll    []int
 	failBulk   []int

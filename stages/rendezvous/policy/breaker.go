@@ -69,8 +69,10 @@ type circuit struct {
 	// count-based window: a ring of failed flags
 	ring           []bool
 	pos, n, failed int
-	// time-based window
+	// time-based window: events[head:], oldest first; failed counts the
+	// failures in whichever window is in use
 	events []event
+	head   int
 }
 
 type event struct {
@@ -191,7 +193,7 @@ func (b *Breaker) open(c *circuit, now time.Time) {
 }
 
 func (b *Breaker) reset(c *circuit) {
-	c.pos, c.n, c.failed = 0, 0, 0
+	c.pos, c.n, c.failed, c.head = 0, 0, 0, 0
 	c.events = c.events[:0]
 }
 
@@ -212,19 +214,23 @@ func (b *Breaker) add(c *circuit, failed bool, now time.Time) (int, int) {
 		c.pos = (c.pos + 1) % len(c.ring)
 		return c.n, c.failed
 	}
+	// The events are in arrival order, so expiring is popping the front:
+	// O(1) amortized per result, where a scan of the window would cost a
+	// model's whole last second of results on every score.
 	cut := now.Add(-time.Duration(b.cfg.Period))
-	keep := c.events[:0]
-	for _, e := range c.events {
-		if e.at.After(cut) {
-			keep = append(keep, e)
+	for c.head < len(c.events) && !c.events[c.head].at.After(cut) {
+		if c.events[c.head].failed {
+			c.failed--
 		}
+		c.head++
 	}
-	c.events = append(keep, event{at: now, failed: failed})
-	n := 0
-	for _, e := range c.events {
-		if e.failed {
-			n++
-		}
+	if c.head > 0 && c.head >= len(c.events)/2 {
+		c.events = c.events[:copy(c.events, c.events[c.head:])]
+		c.head = 0
 	}
-	return len(c.events), n
+	c.events = append(c.events, event{at: now, failed: failed})
+	if failed {
+		c.failed++
+	}
+	return len(c.events) - c.head, c.failed
 }

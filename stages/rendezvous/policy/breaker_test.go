@@ -157,3 +157,37 @@ func TestStaleResultsDoNotFlap(t *testing.T) {
 		t.Fatalf("fresh errors: state %v, want open", st)
 	}
 }
+
+// The time window's running counts match a recount of the window after
+// many results, expiries and compactions.
+func TestBreakerTimeWindowCounts(t *testing.T) {
+	b := NewBreaker(BreakerConfig{Period: Duration(time.Second), MinSamples: 1 << 30, Threshold: 0.5, CoolDown: Duration(time.Second)})
+	t0 := time.Unix(1000, 0)
+	var all []event
+	for i := range 5000 {
+		now := t0.Add(time.Duration(i*i%7919) * time.Millisecond / 3)
+		if len(all) > 0 && now.Before(all[len(all)-1].at) {
+			now = all[len(all)-1].at.Add(time.Millisecond)
+		}
+		failed := i%3 == 0 || i%7 == 0
+		r := ResultOK
+		if failed {
+			r = ResultError
+		}
+		b.Record("m", r, now)
+		all = append(all, event{at: now, failed: failed})
+		wantN, wantFailed := 0, 0
+		for _, e := range all {
+			if e.at.After(now.Add(-time.Second)) {
+				wantN++
+				if e.failed {
+					wantFailed++
+				}
+			}
+		}
+		c := b.models["m"]
+		if n := len(c.events) - c.head; n != wantN || c.failed != wantFailed {
+			t.Fatalf("after %d results: window %d with %d failed, want %d with %d", i+1, n, c.failed, wantN, wantFailed)
+		}
+	}
+}
