@@ -44,8 +44,10 @@ func NewRegistry() *prometheus.Registry {
 // Mux serves /healthz, /readyz, /metrics and the Go profiler under
 // /debug/pprof/. The profiler costs nothing until asked, and it is how the
 // hot path is tuned on the running pipeline (see the README's
-// "Performance"); it shares the health address, which is loopback unless
-// the operator says otherwise.
+// "Performance"). The health address is often open to a scraper (0.0.0.0 in
+// a container), and a profile shows the process's command line and code,
+// so the profiler answers loopback clients only: on a pod, reach it with
+// kubectl port-forward.
 func Mux(h *Health, g prometheus.Gatherer) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -63,12 +65,24 @@ func Mux(h *Health, g prometheus.Gatherer) *http.ServeMux {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": reason})
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("/debug/pprof/", loopbackOnly(pprof.Index))
+	mux.Handle("/debug/pprof/cmdline", loopbackOnly(pprof.Cmdline))
+	mux.Handle("/debug/pprof/profile", loopbackOnly(pprof.Profile))
+	mux.Handle("/debug/pprof/symbol", loopbackOnly(pprof.Symbol))
+	mux.Handle("/debug/pprof/trace", loopbackOnly(pprof.Trace))
 	return mux
+}
+
+func loopbackOnly(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+			writeJSON(w, http.StatusForbidden, map[string]string{
+				"error": "the profiler answers loopback clients only; from elsewhere use a port-forward to 127.0.0.1"})
+			return
+		}
+		h(w, r)
+	})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
