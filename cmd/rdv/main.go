@@ -133,7 +133,14 @@ func runProvision(args []string) error {
 	_ = fs.Parse(args)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := dev.Provision(ctx, c.Kafka.Brokers, c.RegistryURL, c.Objective, int32(*partitions)); err != nil {
+	// The stages' own connection settings: SASL, TLS and the registry's
+	// credentials apply here too.
+	kafka, err := c.Kafka.ClientOpts()
+	if err != nil {
+		return err
+	}
+	reg := registry.Config{URL: c.RegistryURL, Username: c.RegistryUser, Password: c.RegistryPass}
+	if err := dev.Provision(ctx, kafka, reg, c.Objective, int32(*partitions)); err != nil {
 		return err
 	}
 	fmt.Printf("objective %s provisioned: topics rdv.%s.* and their schemas\n", c.Objective, c.Objective)

@@ -189,7 +189,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		log.Info("embedded registry up", "url", regURL, "data", filepath.Join(cfg.Dir, "registry"))
 	}
 
-	if err := Provision(ctx, brokers, regURL, cfg.Objective, cfg.Partitions); err != nil {
+	if err := Provision(ctx, []kgo.Opt{kgo.SeedBrokers(brokers...)}, registry.Config{URL: regURL}, cfg.Objective, cfg.Partitions); err != nil {
 		return err
 	}
 
@@ -225,8 +225,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 // Provision creates the objective's topics, registers its schemas and seeds
 // the context table's default row. All of it is idempotent.
-func Provision(ctx context.Context, brokers []string, registryURL, objective string, partitions int32) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+func Provision(ctx context.Context, kafka []kgo.Opt, reg registry.Config, objective string, partitions int32) error {
+	cl, err := kgo.NewClient(kafka...)
 	if err != nil {
 		return fmt.Errorf("kafka client: %w", err)
 	}
@@ -238,7 +238,10 @@ func Provision(ctx context.Context, brokers []string, registryURL, objective str
 	if err := topics.Ensure(pctx, kadm.NewClient(cl), objective, layout); err != nil {
 		return err
 	}
-	rc, err := registry.New(registry.Config{URL: registryURL, Timeout: 10 * time.Second})
+	if reg.Timeout == 0 {
+		reg.Timeout = 10 * time.Second
+	}
+	rc, err := registry.New(reg)
 	if err != nil {
 		return err
 	}
