@@ -55,6 +55,9 @@ type Config struct {
 	ProfileDir string
 	ProfileFor time.Duration
 
+	// StageProcs is each stage's GOMAXPROCS (rdv dev -stage-procs): one
+	// per stage suits a dozen processes on two cores (README, Performance).
+	StageProcs int
 	// StageEnv is added to the environment of the pipeline's processes
 	// (GOMAXPROCS=1, GOGC=400... to try a setting without a rebuild).
 	StageEnv []string
@@ -78,6 +81,7 @@ func Defaults() Config {
 		SLA:              100 * time.Millisecond,
 		Rates:            []float64{500, 1000, 2000, 4000},
 		SustainRate:      2000,
+		StageProcs:       1,
 		SustainFor:       60 * time.Second,
 		StepFor:          15 * time.Second,
 		SaturationFactor: 1.25,
@@ -169,7 +173,7 @@ func (c *Config) runPipeline(ctx context.Context, rep *Report, bodies [][]byte) 
 
 	c.logf("starting the pipeline (rdv dev, every stage a process) in %s", c.Work)
 	st, err := StartStack(ctx, StackConfig{Root: c.Root, Bin: c.Bin, Dir: c.Work, Brokers: c.Brokers,
-		RegistryURL: c.RegistryURL, ESURL: c.ESURL, Partitions: c.Partitions, SLA: c.SLA, Env: c.StageEnv, CPUs: c.PipelineCPUs})
+		RegistryURL: c.RegistryURL, ESURL: c.ESURL, Partitions: c.Partitions, SLA: c.SLA, Env: c.StageEnv, CPUs: c.PipelineCPUs, StageProcs: c.StageProcs})
 	if err != nil {
 		return nil, err
 	}

@@ -34,6 +34,8 @@ type StackConfig struct {
 	// CPUs, when set, pins rdv dev and every stage to these CPUs (a
 	// taskset list such as "0" or "0-1").
 	CPUs string
+	// StageProcs is rdv dev's -stage-procs: each stage's GOMAXPROCS.
+	StageProcs int
 }
 
 // Stack is a running `rdv dev`.
@@ -63,6 +65,7 @@ func StartStack(ctx context.Context, c StackConfig) (*Stack, error) {
 		"-sla", c.SLA.String(),
 		"-partitions", strconv.Itoa(c.Partitions),
 		"-es-url", c.ESURL,
+		"-stage-procs", strconv.Itoa(c.StageProcs),
 	}
 	if len(c.Brokers) > 0 {
 		if err := dev.Reset(ctx, c.Brokers, s.Objective); err != nil {

@@ -60,6 +60,7 @@ func main() {
 	fs.DurationVar(&c.ProfileFor, "profile-for", c.ProfileFor, "length of each CPU profile")
 	fs.BoolVar(&c.NoPipeline, "no-pipeline", false, "skip the pipeline: the direct baseline only, at -rates")
 	fs.BoolVar(&c.NoDirect, "no-direct", false, "skip the direct baseline")
+	fs.IntVar(&c.StageProcs, "stage-procs", c.StageProcs, "GOMAXPROCS of every stage (rdv dev -stage-procs; 0: every CPU)")
 	stageEnv := fs.String("stage-env", "", "comma-separated NAME=VALUE added to the environment of the pipeline's processes, e.g. GOGC=200")
 	fs.StringVar(&c.PipelineCPUs, "pipeline-cpus", "", "pin the pipeline's processes to these CPUs (taskset list, e.g. 0); start the benchmark itself under taskset to place the generator")
 	pin := fs.String("pin", "", "move single stages to CPUs once running, e.g. decoy=1,log-connector=1 (names of the pid files)")

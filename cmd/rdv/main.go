@@ -105,7 +105,7 @@ func runDev(args []string) error {
 	budget := fs.Duration("champion-budget", cfg.Models[0].Budget, "how long the rendezvous waits for the champion before the canary may answer")
 	fs.StringVar(&cfg.DefaultResult, "default-result", cfg.DefaultResult, "answer when no model answers within the SLA")
 	fs.DurationVar(&cfg.ArchiveRotate, "archive-rotate", cfg.ArchiveRotate, "how often the log connector finishes an archive file")
-	fs.IntVar(&cfg.StageProcs, "stage-procs", cfg.StageProcs, "GOMAXPROCS of every stage unless GOMAXPROCS is set (0: every CPU); one each suits a dozen processes sharing a small machine")
+	fs.IntVar(&cfg.StageProcs, "stage-procs", cfg.StageProcs, "GOMAXPROCS of every stage unless GOMAXPROCS is set (0: every CPU); 1 halves the latency on a 2-core machine (README, Performance)")
 	fs.DurationVar(&cfg.RestartDelay, "restart-delay", cfg.RestartDelay, "first wait before a stage that died is started again (doubles up to 10s)")
 	fs.StringVar(&cfg.ESURL, "es-url", config.Env("RDV_ES_URL", ""), "Elasticsearch URL; empty leaves the Elasticsearch connector off (env RDV_ES_URL)")
 	_ = fs.Parse(args)

@@ -67,11 +67,13 @@ type Config struct {
 	// again; it doubles up to 10s while the stage keeps dying.
 	RestartDelay time.Duration
 	// StageProcs is each stage's GOMAXPROCS, unless GOMAXPROCS is set in
-	// rdv dev's environment; 0 leaves Go's default (every CPU). rdv dev
-	// runs a dozen processes on one machine: with one P each, a goroutine
-	// woken by the network runs on the thread that was woken, instead of
-	// waking a second thread on the other CPU, which halves the latency
-	// of a 2-core machine at 1,000 to 2,000 calls/s (README, Performance).
+	// rdv dev's environment; 0 (the default) leaves Go's: every CPU. On a
+	// small machine running the whole pipeline, 1 halves the latency at
+	// 1,000 to 2,000 calls/s: a goroutine woken by the network then runs
+	// on the thread that was woken, instead of waking a second thread on
+	// the other CPU (README, Performance). The stages that restore state
+	// in parallel (the rendezvous on a takeover) lose that parallelism,
+	// which is why it is not the default.
 	StageProcs int
 	// Ready is called once every stage is ready, with the table printed.
 	Ready func()
@@ -91,7 +93,6 @@ func Defaults() Config {
 		SLA:           100 * time.Millisecond,
 		DefaultResult: "unknown",
 		RestartDelay:  250 * time.Millisecond,
-		StageProcs:    1,
 		ArchiveRotate: 5 * time.Second,
 		Models: []Model{
 			{Name: "dt", Role: "champion", File: "models/iris/dt.json", Budget: 50 * time.Millisecond},
