@@ -3,24 +3,12 @@ package elastic
 import (
 	"encoding/json"
 	"fmt"
-	"time"
 
 	"github.com/rendezvous-ml/rendezvous/pipeline/serde"
 	"github.com/rendezvous-ml/rendezvous/schemas"
 )
 
-func micros(us int64) string { return time.UnixMicro(us).UTC().Format(time.RFC3339Nano) }
-
 func ms(us int64) float64 { return float64(us) / 1000 }
-
-// optStr is a nullable string as a JSON value: nil (null) when absent, so
-// that Kibana does not show an empty-string bucket.
-func optStr(m map[string]any, k string) any {
-	if s, ok := serde.OptStr(m, k); ok {
-		return s
-	}
-	return nil
-}
 
 // DecisionDoc is the score-log document of a decision: one per request,
 // with the answer, every score and the timings Kibana plots.
@@ -30,119 +18,199 @@ func optStr(m map[string]any, k string) any {
 // dashboards need are also summarised at the top level: scores_count,
 // late_count, failed_count, late_models and failed_models.
 func DecisionDoc(d map[string]any) ([]byte, error) {
-	received := serde.Long(d, "received_us")
-	missing := []string{}
-	if l, ok := d["missing"].([]any); ok {
-		for _, v := range l {
-			if s, ok := v.(string); ok {
-				missing = append(missing, s)
-			}
-		}
+	w := jsonw{b: make([]byte, 0, 1024)}
+	if err := w.decision(d); err != nil {
+		return nil, err
 	}
-	doc := map[string]any{
-		"@timestamp":    micros(received),
-		"request_id":    serde.Str(d, "request_id"),
-		"objective":     serde.Str(d, "objective"),
-		"key":           serde.Str(d, "key"),
-		"reason":        serde.Str(d, "reason"),
-		"policy":        serde.Str(d, "policy"),
-		"model":         serde.Str(d, "model"),
-		"version":       serde.Str(d, "version"),
-		"result":        optStr(d, "result"),
-		"latency_ms":    ms(serde.Long(d, "decided_us") - received),
-		"sla_ms":        ms(serde.Long(d, "deadline_us") - received),
-		"decided_at":    micros(serde.Long(d, "decided_us")),
-		"closed_at":     micros(serde.Long(d, "closed_us")),
-		"features":      serde.Doubles(d, "features"),
-		"missing":       missing,
-		"missing_count": len(missing),
-	}
-	scores, _ := d["scores"].([]any)
-	out := make([]map[string]any, 0, len(scores))
-	lateModels, failedModels := []string{}, []string{}
-	for _, s := range scores {
-		m, ok := s.(map[string]any)
-		if !ok {
-			return nil, fmt.Errorf("score of %s is %T", doc["request_id"], s)
-		}
-		_, failed := serde.OptStr(m, "error")
-		isLate, _ := m["late"].(bool)
-		model := serde.Str(m, "model")
-		if isLate {
-			lateModels = append(lateModels, model)
-		}
-		if failed {
-			failedModels = append(failedModels, model)
-		}
-		out = append(out, map[string]any{
-			"model":      model,
-			"version":    serde.Str(m, "version"),
-			"role":       serde.Str(m, "role"),
-			"result":     optStr(m, "result"),
-			"error":      optStr(m, "error"),
-			"failed":     failed,
-			"compute_ms": ms(serde.Long(m, "compute_us")),
-			"arrived_ms": ms(serde.Long(m, "arrived_us")),
-			"late":       isLate,
-			"duplicates": serde.Int(m, "duplicates"),
-		})
-	}
-	doc["scores"] = out
-	doc["scores_count"] = len(out)
-	doc["late_count"] = len(lateModels)
-	doc["failed_count"] = len(failedModels)
-	doc["late_models"] = lateModels
-	doc["failed_models"] = failedModels
-	return json.Marshal(doc)
+	return w.b, nil
 }
 
 // DecoyDoc is the decoy-log document of a model input: the features as the
 // models saw them, with the server-side context.
 func DecoyDoc(in map[string]any) ([]byte, error) {
-	doc := map[string]any{
-		"@timestamp":  micros(serde.Long(in, "received_us")),
-		"request_id":  serde.Str(in, "request_id"),
-		"objective":   serde.Str(in, "objective"),
-		"key":         serde.Str(in, "key"),
-		"enriched_at": micros(serde.Long(in, "enriched_us")),
-		"sla_ms":      ms(serde.Long(in, "deadline_us") - serde.Long(in, "received_us")),
-		"hour_of_day": serde.Int(in, "hour_of_day"),
-		"day_of_week": serde.Int(in, "day_of_week"),
-		"context":     stringMap(in["context"]),
-		"features":    featureValues(serde.Rec(in, "features")),
+	w := jsonw{b: make([]byte, 0, 512)}
+	if err := w.decoy(in); err != nil {
+		return nil, err
 	}
-	return json.Marshal(doc)
+	return w.b, nil
 }
 
-func stringMap(v any) map[string]string {
-	out := map[string]string{}
-	if m, ok := v.(map[string]any); ok {
-		for k, x := range m {
-			if s, ok := x.(string); ok {
-				out[k] = s
+func scoreFailed(m map[string]any) bool { _, failed := serde.OptStr(m, "error"); return failed }
+
+func scoreLate(m map[string]any) bool { late, _ := m["late"].(bool); return late }
+
+// decision appends DecisionDoc's document. Its keys are written in sorted
+// order, as encoding/json wrote the map the document used to be. On error
+// w.b is left as it was.
+func (w *jsonw) decision(d map[string]any) error {
+	scores, _ := d["scores"].([]any)
+	// The counts and model lists precede the scores in key order: the
+	// scores are read once to check and count them, then again to write.
+	nLate, nFailed := 0, 0
+	for _, s := range scores {
+		m, ok := s.(map[string]any)
+		if !ok {
+			return fmt.Errorf("score of %s is %T", serde.Str(d, "request_id"), s)
+		}
+		if scoreLate(m) {
+			nLate++
+		}
+		if scoreFailed(m) {
+			nFailed++
+		}
+	}
+	missing, _ := d["missing"].([]any)
+	nMissing := 0
+	for _, v := range missing {
+		if _, ok := v.(string); ok {
+			nMissing++
+		}
+	}
+	received, decided := serde.Long(d, "received_us"), serde.Long(d, "decided_us")
+
+	start := len(w.b)
+	w.b = append(w.b, '{')
+	w.key("@timestamp").time(received)
+	w.key("closed_at").time(serde.Long(d, "closed_us"))
+	w.key("decided_at").time(decided)
+	w.key("failed_count").int(int64(nFailed))
+	w.key("failed_models").models(scores, scoreFailed)
+	w.key("features").open('{')
+	for _, e := range w.sorted(serde.Rec(d, "features")) {
+		// What serde.Doubles keeps: numbers, as float64.
+		switch x := e.v.(type) {
+		case float64:
+			w.key(e.k).float(x)
+		case float32:
+			w.key(e.k).float(float64(x))
+		case int32:
+			w.key(e.k).float(float64(x))
+		case int64:
+			w.key(e.k).float(float64(x))
+		}
+	}
+	w.close('}')
+	w.key("key").str(serde.Str(d, "key"))
+	w.key("late_count").int(int64(nLate))
+	w.key("late_models").models(scores, scoreLate)
+	w.key("latency_ms").float(ms(decided - received))
+	w.key("missing").open('[')
+	for _, v := range missing {
+		if s, ok := v.(string); ok {
+			w.str(s)
+		}
+	}
+	w.close(']')
+	w.key("missing_count").int(int64(nMissing))
+	w.key("model").str(serde.Str(d, "model"))
+	w.key("objective").str(serde.Str(d, "objective"))
+	w.key("policy").str(serde.Str(d, "policy"))
+	w.key("reason").str(serde.Str(d, "reason"))
+	w.key("request_id").str(serde.Str(d, "request_id"))
+	w.key("result").optStr(d, "result")
+	w.key("scores").open('[')
+	for _, s := range scores {
+		m := s.(map[string]any)
+		w.open('{')
+		w.key("arrived_ms").float(ms(serde.Long(m, "arrived_us")))
+		w.key("compute_ms").float(ms(serde.Long(m, "compute_us")))
+		w.key("duplicates").int(int64(serde.Int(m, "duplicates")))
+		w.key("error").optStr(m, "error")
+		w.key("failed").bool(scoreFailed(m))
+		w.key("late").bool(scoreLate(m))
+		w.key("model").str(serde.Str(m, "model"))
+		w.key("result").optStr(m, "result")
+		w.key("role").str(serde.Str(m, "role"))
+		w.key("version").str(serde.Str(m, "version"))
+		w.close('}')
+	}
+	w.close(']')
+	w.key("scores_count").int(int64(len(scores)))
+	w.key("sla_ms").float(ms(serde.Long(d, "deadline_us") - received))
+	w.key("version").str(serde.Str(d, "version"))
+	w.close('}')
+	return w.done(start)
+}
+
+// decoy appends DecoyDoc's document, keys in sorted order. On error w.b is
+// left as it was.
+func (w *jsonw) decoy(in map[string]any) error {
+	received := serde.Long(in, "received_us")
+	start := len(w.b)
+	w.b = append(w.b, '{')
+	w.key("@timestamp").time(received)
+	w.key("context").open('{')
+	if m, ok := in["context"].(map[string]any); ok {
+		for _, e := range w.sorted(m) {
+			if s, ok := e.v.(string); ok {
+				w.key(e.k).str(s)
 			}
 		}
 	}
-	return out
-}
-
-// featureValues copies the features record with JSON-friendly values:
-// numbers stay numbers, strings and booleans stay as they are.
-func featureValues(rec map[string]any) map[string]any {
-	out := make(map[string]any, len(rec))
-	for k, v := range rec {
-		switch x := v.(type) {
-		case float64, int32, int64, string, bool:
-			out[k] = x
+	w.close('}')
+	w.key("day_of_week").int(int64(serde.Int(in, "day_of_week")))
+	w.key("enriched_at").time(serde.Long(in, "enriched_us"))
+	w.key("features").open('{')
+	// Numbers stay numbers, strings and booleans stay as they are; other
+	// values (an absent optional field) are left out.
+	for _, e := range w.sorted(serde.Rec(in, "features")) {
+		switch x := e.v.(type) {
+		case float64:
+			w.key(e.k).float(x)
 		case float32:
-			out[k] = float64(x)
+			w.key(e.k).float(float64(x))
+		case int32:
+			w.key(e.k).int(int64(x))
+		case int64:
+			w.key(e.k).int(x)
 		case int:
-			out[k] = int64(x)
+			w.key(e.k).int(int64(x))
+		case string:
+			w.key(e.k).str(x)
+		case bool:
+			w.key(e.k).bool(x)
 		case []byte:
-			out[k] = string(x)
+			w.key(e.k).str(string(x))
 		}
 	}
-	return out
+	w.close('}')
+	w.key("hour_of_day").int(int64(serde.Int(in, "hour_of_day")))
+	w.key("key").str(serde.Str(in, "key"))
+	w.key("objective").str(serde.Str(in, "objective"))
+	w.key("request_id").str(serde.Str(in, "request_id"))
+	w.key("sla_ms").float(ms(serde.Long(in, "deadline_us") - received))
+	w.close('}')
+	return w.done(start)
+}
+
+// optStr writes a ["null","string"] union: null when absent, so that
+// Kibana does not show an empty-string bucket.
+func (w *jsonw) optStr(m map[string]any, k string) {
+	if s, ok := serde.OptStr(m, k); ok {
+		w.str(s)
+	} else {
+		w.null()
+	}
+}
+
+// models writes the names of the scores' models that match.
+func (w *jsonw) models(scores []any, match func(map[string]any) bool) {
+	w.open('[')
+	for _, s := range scores {
+		if m := s.(map[string]any); match(m) {
+			w.str(serde.Str(m, "model"))
+		}
+	}
+	w.close(']')
+}
+
+// done ends a document begun at start: on error it is taken back out.
+func (w *jsonw) done(start int) error {
+	err := w.err
+	if err != nil {
+		w.b, w.err = w.b[:start], nil
+	}
+	return err
 }
 
 // TemplateOptions say how the index templates are built.

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -158,6 +159,8 @@ type connector struct {
 	decRd  *serde.Schema
 	inRd   *serde.Schema
 	fields []schemas.Field
+	// w holds the documents of the batch being indexed, one after another.
+	w jsonw
 }
 
 // Run indexes until ctx ends.
@@ -380,6 +383,8 @@ func (c *connector) loop(ctx context.Context) error {
 // caller may commit the whole batch. It waits while Elasticsearch or the
 // registry is unavailable; stop ends that wait with errStopped.
 func (c *connector) index(ctx, stop context.Context, recs []*kgo.Record) error {
+	// The previous batch is done with: nothing kept its documents.
+	c.w.b = c.w.b[:0]
 	items := make([]pending, 0, len(recs))
 	var dead []*kgo.Record
 	for _, r := range recs {
@@ -440,7 +445,9 @@ func (c *connector) prefix(topic string) string {
 }
 
 // DocID is a record's document id: its topic, partition and offset.
-func DocID(r *kgo.Record) string { return fmt.Sprintf("%s-%d-%d", r.Topic, r.Partition, r.Offset) }
+func DocID(r *kgo.Record) string {
+	return r.Topic + "-" + strconv.FormatInt(int64(r.Partition), 10) + "-" + strconv.FormatInt(r.Offset, 10)
+}
 
 // IndexName is where a record's document goes: the dated index
 // <prefix>-<yyyy.mm.dd> of the record's timestamp (so a replay writes the
@@ -458,23 +465,25 @@ func dataStreamName(prefix, objective string) string {
 
 func (c *connector) document(ctx context.Context, r *kgo.Record) (esclient.Doc, error) {
 	index := IndexName(c.prefix(r.Topic), c.cfg.Common.Objective, c.cfg.DataStreams, r)
-	var body []byte
+	start := len(c.w.b)
 	var err error
 	if r.Topic == c.env.Topics.Decisions {
 		rec, derr := c.env.Serde.Decode(ctx, r.Value, c.decRd)
 		if derr != nil {
 			return esclient.Doc{}, derr
 		}
-		body, err = DecisionDoc(rec)
+		err = c.w.decision(rec)
 	} else {
 		rec, derr := c.env.Serde.Decode(ctx, r.Value, c.inRd)
 		if derr != nil {
 			return esclient.Doc{}, derr
 		}
-		body, err = DecoyDoc(rec)
+		err = c.w.decoy(rec)
 	}
 	if err != nil {
 		return esclient.Doc{}, fmt.Errorf("%w: %w", stage.ErrPoison, err)
 	}
-	return esclient.Doc{Index: index, ID: DocID(r), Body: body}, nil
+	// Capped, so that no append to one document reaches into the next.
+	body := c.w.b[start:len(c.w.b):len(c.w.b)]
+	return esclient.Doc{Index: index, ID: DocID(r), Body: body, Compact: true}, nil
 }

@@ -114,28 +114,11 @@ func requestError(op string, res *esapi.Response) error {
 // doc, in order, like esclient.Indexer.Bulk.
 func (c *rawClient) BulkCreate(ctx context.Context, docs []esclient.Doc) ([]esclient.ItemResult, error) {
 	results := make([]esclient.ItemResult, len(docs))
-	var buf bytes.Buffer
-	var compact bytes.Buffer
-	sent := make([]int, 0, len(docs))
-	for i, d := range docs {
-		results[i].Doc = d
-		compact.Reset()
-		if d.Index == "" || json.Compact(&compact, d.Body) != nil || compact.Len() == 0 || compact.Bytes()[0] != '{' {
-			results[i].Status, results[i].ErrType = http.StatusBadRequest, esclient.ErrTypeInvalidDoc
-			results[i].Reason = "document has no index or its body is not a JSON object"
-			continue
-		}
-		meta, _ := json.Marshal(map[string]map[string]string{"create": {"_index": d.Index, "_id": d.ID}})
-		buf.Write(meta)
-		buf.WriteByte('\n')
-		buf.Write(compact.Bytes())
-		buf.WriteByte('\n')
-		sent = append(sent, i)
-	}
+	body, sent := esclient.BulkBody("create", docs, results)
 	if len(sent) == 0 {
 		return results, nil
 	}
-	res, err := c.do(ctx, "bulk", esapi.BulkRequest{Body: bytes.NewReader(buf.Bytes())})
+	res, err := c.do(ctx, "bulk", esapi.BulkRequest{Body: bytes.NewReader(body)})
 	if err != nil {
 		return nil, err
 	}

@@ -34,6 +34,12 @@ type Doc struct {
 	Index string
 	ID    string
 	Body  []byte // a JSON object; newlines are removed before sending
+	// Compact says Body is one line of JSON already, as encoding/json
+	// writes it. Bulk then sends it as it is, checking only that it is an
+	// object on one line (so that it cannot break the request's framing),
+	// instead of parsing and compacting it: Elasticsearch refuses a body
+	// that is not valid JSON after all as an item of its own.
+	Compact bool
 }
 
 // ItemResult is the outcome of one document of a Bulk call.
@@ -188,13 +194,7 @@ func (c *client) withTimeout(ctx context.Context) (context.Context, context.Canc
 	return context.WithCancel(ctx)
 }
 
-type bulkMeta struct {
-	Index string `json:"_index"`
-	ID    string `json:"_id,omitempty"`
-}
-
 type bulkItem struct {
-	Index  string `json:"_index"`
 	ID     string `json:"_id"`
 	Result string `json:"result"`
 	Status int    `json:"status"`
@@ -210,37 +210,13 @@ type bulkItem struct {
 
 func (c *client) Bulk(ctx context.Context, docs []Doc) ([]ItemResult, error) {
 	results := make([]ItemResult, len(docs))
-	var buf bytes.Buffer
-	sent := make([]int, 0, len(docs))
-	var compact bytes.Buffer
-	for i, d := range docs {
-		results[i].Doc = d
-		if d.Index == "" {
-			results[i].Status, results[i].ErrType, results[i].Reason = http.StatusBadRequest, ErrTypeInvalidDoc, "esclient: document has no index"
-			continue
-		}
-		compact.Reset()
-		if err := json.Compact(&compact, d.Body); err != nil || compact.Len() == 0 || compact.Bytes()[0] != '{' {
-			reason := "esclient: document body is not a JSON object"
-			if err != nil {
-				reason += ": " + err.Error()
-			}
-			results[i].Status, results[i].ErrType, results[i].Reason = http.StatusBadRequest, ErrTypeInvalidDoc, reason
-			continue
-		}
-		meta, _ := json.Marshal(map[string]bulkMeta{"index": {Index: d.Index, ID: d.ID}})
-		buf.Write(meta)
-		buf.WriteByte('\n')
-		buf.Write(compact.Bytes())
-		buf.WriteByte('\n')
-		sent = append(sent, i)
-	}
+	body, sent := BulkBody("index", docs, results)
 	if len(sent) == 0 {
 		return results, nil
 	}
 	cctx, cancel := c.withTimeout(ctx)
 	defer cancel()
-	res, err := esapi.BulkRequest{Body: bytes.NewReader(buf.Bytes())}.Do(cctx, c.es)
+	res, err := esapi.BulkRequest{Body: bytes.NewReader(body)}.Do(cctx, c.es)
 	if err != nil {
 		return nil, transportError(ctx, "bulk", err)
 	}
@@ -258,11 +234,89 @@ func (c *client) Bulk(ctx context.Context, docs []Doc) ([]ItemResult, error) {
 	return results, nil
 }
 
+// BulkBody is the NDJSON body of a _bulk request: for each document an
+// action line (action is "index" or "create") and the document's source.
+// A document with no index or a body that is not a JSON object is left
+// out, and its result says so (ErrTypeInvalidDoc); sent lists the
+// positions of the documents written. results must be as long as docs.
+func BulkBody(action string, docs []Doc, results []ItemResult) (body []byte, sent []int) {
+	size := 0
+	for _, d := range docs {
+		size += len(`{"":{"_index":"","_id":""}}`+"\n\n") + len(action) + len(d.Index) + len(d.ID) + len(d.Body)
+	}
+	body = make([]byte, 0, size)
+	sent = make([]int, 0, len(docs))
+	for i, d := range docs {
+		results[i].Doc = d
+		if d.Index == "" {
+			results[i].Status, results[i].ErrType, results[i].Reason = http.StatusBadRequest, ErrTypeInvalidDoc, "esclient: document has no index"
+			continue
+		}
+		start := len(body)
+		body = append(body, `{"`...)
+		body = append(body, action...)
+		body = append(body, `":{"_index":`...)
+		body = appendString(body, d.Index)
+		if d.ID != "" {
+			body = append(body, `,"_id":`...)
+			body = appendString(body, d.ID)
+		}
+		body = append(body, "}}\n"...)
+		src := len(body)
+		var err error
+		if d.Compact {
+			if b := d.Body; len(b) < 2 || b[0] != '{' || b[len(b)-1] != '}' || bytes.IndexByte(b, '\n') >= 0 {
+				err = errors.New("marked compact but not an object on one line")
+			}
+			body = append(body, d.Body...)
+		} else {
+			buf := bytes.NewBuffer(body)
+			err = json.Compact(buf, d.Body)
+			body = buf.Bytes()
+		}
+		if err != nil || len(body) == src || body[src] != '{' {
+			reason := "esclient: document body is not a JSON object"
+			if err != nil {
+				reason += ": " + err.Error()
+			}
+			results[i].Status, results[i].ErrType, results[i].Reason = http.StatusBadRequest, ErrTypeInvalidDoc, reason
+			body = body[:start]
+			continue
+		}
+		body = append(body, '\n')
+		sent = append(sent, i)
+	}
+	return body, sent
+}
+
+// appendString appends s as a JSON string. Index names and document ids
+// seldom need escaping, and encoding/json does it when they do.
+func appendString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' || c > '~' || c == '"' || c == '\\' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
 // BulkResponse is the body of a _bulk answer, for callers that send their
 // own bulk requests (create actions, for data streams).
 type BulkResponse struct {
-	Errors bool                  `json:"errors"`
-	Items  []map[string]bulkItem `json:"items"`
+	Errors bool        `json:"errors"`
+	Items  []bulkEntry `json:"items"`
+}
+
+// bulkEntry is an item of a _bulk answer: an object with one key, the
+// action's name. Fields rather than a map spare a map per document.
+type bulkEntry struct {
+	Index  *bulkItem `json:"index"`
+	Create *bulkItem `json:"create"`
+	Update *bulkItem `json:"update"`
+	Delete *bulkItem `json:"delete"`
 }
 
 // Apply copies each item's outcome into results: the k-th item answers the
@@ -273,7 +327,10 @@ func (b BulkResponse) Apply(results []ItemResult, sent []int) error {
 	}
 	for k, entry := range b.Items {
 		r := &results[sent[k]]
-		for _, it := range entry { // one key: the action name
+		for _, it := range []*bulkItem{entry.Index, entry.Create, entry.Update, entry.Delete} {
+			if it == nil {
+				continue
+			}
 			r.Status = it.Status
 			r.Result = it.Result
 			if r.Doc.ID == "" {
