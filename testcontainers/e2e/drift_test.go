@@ -176,13 +176,21 @@ func TestDriftMonitor(t *testing.T) {
 	t.Logf("drift gauges after %d scrapes: %s", scrapes, strings.Join(parts, " "))
 
 	// The canary's prediction mix has a gauge too (its reference is the
-	// first canary scores the monitor's own consumer read).
-	if p, err := driftGauges(t, addr, "rdv_decoy_drift_prediction_psi", "model"); err != nil {
-		t.Fatal(err)
-	} else {
-		t.Logf("prediction PSI: %v", p)
-		if _, ok := p["canary"]; !ok {
-			t.Errorf("no rdv_decoy_drift_prediction_psi series for the canary: %v", p)
+	// first canary scores the monitor's own consumer read). The monitor
+	// takes the scores in batches (up to 250 ms apart), so the series may
+	// come a little after the features'.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		p, err := driftGauges(t, addr, "rdv_decoy_drift_prediction_psi", "model")
+		if err != nil {
+			t.Fatal(err)
 		}
+		if _, ok := p["canary"]; ok {
+			t.Logf("prediction PSI: %v", p)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no rdv_decoy_drift_prediction_psi series for the canary after 30 s: %v", p)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
