@@ -2,12 +2,12 @@ package elastic
 
 import (
 	"fmt"
-	"math"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
+
+	"github.com/rendezvous-ml/rendezvous/pipeline/jsonenc"
 )
 
 // jsonw appends JSON to b. It writes what encoding/json.Marshal writes for
@@ -56,25 +56,16 @@ func (w *jsonw) bool(v bool) { w.sep(); w.b = strconv.AppendBool(w.b, v) }
 
 func (w *jsonw) int(v int64) { w.sep(); w.b = strconv.AppendInt(w.b, v, 10) }
 
-// float writes a float64 as encoding/json does: like %g but with the
-// exponent only below 1e-6 and from 1e21 on, and not padded to two digits.
+// float writes a float64 as encoding/json does; NaN and the infinities,
+// which JSON has no form for, become the writer's error.
 func (w *jsonw) float(v float64) {
 	w.sep()
-	if math.IsNaN(v) || math.IsInf(v, 0) {
+	var ok bool
+	if w.b, ok = jsonenc.AppendFloat(w.b, v, 64); !ok {
 		if w.err == nil {
 			w.err = fmt.Errorf("json: unsupported value: %v", v)
 		}
 		w.b = append(w.b, "null"...)
-		return
-	}
-	format := byte('f')
-	if a := math.Abs(v); a != 0 && (a < 1e-6 || a >= 1e21) {
-		format = 'e'
-	}
-	w.b = strconv.AppendFloat(w.b, v, format, -1, 64)
-	if n := len(w.b); format == 'e' && w.b[n-4] == 'e' && w.b[n-3] == '-' && w.b[n-2] == '0' {
-		w.b[n-2] = w.b[n-1]
-		w.b = w.b[:n-1]
 	}
 }
 
@@ -87,67 +78,9 @@ func (w *jsonw) time(us int64) {
 	w.b = append(w.b, '"')
 }
 
-// plain marks the ASCII bytes a JSON string takes as they are. <, > and &
-// are left out, as encoding/json escapes them too.
-var plain = func() (t [utf8.RuneSelf]bool) {
-	for c := ' '; c < utf8.RuneSelf; c++ {
-		t[c] = !strings.ContainsRune(`"\<>&`, c)
-	}
-	return t
-}()
-
-const hexDigits = "0123456789abcdef"
-
 func (w *jsonw) str(s string) {
 	w.sep()
-	w.b = append(w.b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			i++
-			if plain[c] {
-				continue
-			}
-			w.b = append(w.b, s[start:i-1]...)
-			switch c {
-			case '"', '\\':
-				w.b = append(w.b, '\\', c)
-			case '\b':
-				w.b = append(w.b, '\\', 'b')
-			case '\f':
-				w.b = append(w.b, '\\', 'f')
-			case '\n':
-				w.b = append(w.b, '\\', 'n')
-			case '\r':
-				w.b = append(w.b, '\\', 'r')
-			case '\t':
-				w.b = append(w.b, '\\', 't')
-			default:
-				w.b = append(w.b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			// Invalid UTF-8 becomes U+FFFD, one per bad byte.
-			w.b = append(w.b, s[start:i]...)
-			w.b = append(w.b, `\ufffd`...)
-		case r == '\u2028' || r == '\u2029':
-			// Valid JSON, but line ends to JavaScript.
-			w.b = append(w.b, s[start:i]...)
-			w.b = append(w.b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-		default:
-			i += size
-			continue
-		}
-		i += size
-		start = i
-	}
-	w.b = append(w.b, s[start:]...)
-	w.b = append(w.b, '"')
+	w.b = jsonenc.AppendString(w.b, s)
 }
 
 // sorted returns m's entries ordered by key, as encoding/json writes a

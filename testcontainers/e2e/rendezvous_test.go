@@ -137,17 +137,18 @@ func decisionLog(t *testing.T, s *stack.Stack, want map[string]bool, timeout tim
 // exactly one decision, saying what the caller was told. It returns the
 // answers by reason.
 func checkAnswers(t *testing.T, s *stack.Stack, calls []call, sla time.Duration) map[string]int {
+	t.Helper()
 	// On real Kafka the JVM broker shares the two cores with the stack:
-	// the frontend's own default, due 40 ms after the SLA, can fire some
-	// tens of milliseconds late (rarely more: 1 in 200 calls may), and an owner starved of CPU and then
-	// killed can leave a decision that disagrees with its answer (the
-	// known gap in README, "The rendezvous stage"). Both are bounded there
-	// rather than forbidden; on the embedded broker neither is allowed.
+	// the frontend's own default, due 40 ms after the SLA, can fire tens
+	// of milliseconds late (1 call in 200 may be later still), and an
+	// owner starved of CPU and then killed can leave a decision that
+	// disagrees with its answer (the known gap in README, "The rendezvous
+	// stage"). Both are bounded there rather than forbidden; on the
+	// embedded broker neither is allowed.
 	slack, maxLate, maxMismatch := 50*time.Millisecond, 0, 0
 	if s.Real {
 		slack, maxLate, maxMismatch = 100*time.Millisecond, len(calls)/200, len(calls)/50
 	}
-	t.Helper()
 	want := map[string]bool{}
 	reasons := map[string]int{}
 	var tooLate, failed int
@@ -397,7 +398,7 @@ func TestPromoteAndRetire(t *testing.T) {
 		}
 	}
 	for _, ph := range []string{"before", "promoted", "retired"} {
-		t.Logf("%s (after a switch: from 2 s on): %d of %d answers by the expected model", ph, expected[ph], settled[ph])
+		t.Logf("%s (from 2 s after its switch): %d of %d answers by the expected model", ph, expected[ph], settled[ph])
 		if settled[ph] == 0 || expected[ph] < settled[ph]*9/10 {
 			t.Errorf("%s: %d of %d answers by the expected model, want nine in ten", ph, expected[ph], settled[ph])
 		}

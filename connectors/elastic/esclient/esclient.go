@@ -25,6 +25,8 @@ import (
 
 	"github.com/elastic/go-elasticsearch/v8"
 	"github.com/elastic/go-elasticsearch/v8/esapi"
+
+	"github.com/rendezvous-ml/rendezvous/pipeline/jsonenc"
 )
 
 // Doc is one document to index. An empty ID lets Elasticsearch generate
@@ -256,10 +258,10 @@ func BulkBody(action string, docs []Doc, results []ItemResult) (body []byte, sen
 		body = append(body, `{"`...)
 		body = append(body, action...)
 		body = append(body, `":{"_index":`...)
-		body = appendString(body, d.Index)
+		body = jsonenc.AppendString(body, d.Index)
 		if d.ID != "" {
 			body = append(body, `,"_id":`...)
-			body = appendString(body, d.ID)
+			body = jsonenc.AppendString(body, d.ID)
 		}
 		body = append(body, "}}\n"...)
 		src := len(body)
@@ -287,20 +289,6 @@ func BulkBody(action string, docs []Doc, results []ItemResult) (body []byte, sen
 		sent = append(sent, i)
 	}
 	return body, sent
-}
-
-// appendString appends s as a JSON string. Index names and document ids
-// seldom need escaping, and encoding/json does it when they do.
-func appendString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < ' ' || c > '~' || c == '"' || c == '\\' {
-			q, _ := json.Marshal(s)
-			return append(b, q...)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
 }
 
 // BulkResponse is the body of a _bulk answer, for callers that send their

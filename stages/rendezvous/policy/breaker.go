@@ -214,9 +214,11 @@ func (b *Breaker) add(c *circuit, failed bool, now time.Time) (int, int) {
 		c.pos = (c.pos + 1) % len(c.ring)
 		return c.n, c.failed
 	}
-	// The events are in arrival order, so expiring is popping the front:
+	// Results come in arrival order, so expiring is popping the front:
 	// O(1) amortized per result, where a scan of the window would cost a
-	// model's whole last second of results on every score.
+	// model's whole last second of results on every score. A partition
+	// catching up records older times; such a result leaves the window
+	// with the newer one ahead of it, a little late, never early.
 	cut := now.Add(-time.Duration(b.cfg.Period))
 	for c.head < len(c.events) && !c.events[c.head].at.After(cut) {
 		if c.events[c.head].failed {
