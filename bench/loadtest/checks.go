@@ -1,19 +1,17 @@
 package loadtest
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net/http"
 	"os"
 	"os/signal"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/rendezvous-ml/rendezvous/pipeline/promtext"
 	"github.com/rendezvous-ml/rendezvous/testcontainers/esfake"
 )
 
@@ -71,32 +69,14 @@ type histogram struct{ sum, count float64 }
 
 // scrape reads the sum and count of histogram name from a stage's /metrics.
 func scrape(addr, name string) (histogram, error) {
-	c := http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get("http://" + addr + "/metrics")
+	m, err := promtext.Scrape(context.Background(), &http.Client{Timeout: 5 * time.Second}, addr)
 	if err != nil {
 		return histogram{}, err
 	}
-	defer resp.Body.Close()
 	var h histogram
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		var field *float64
-		switch {
-		case strings.HasPrefix(line, name+"_sum"):
-			field = &h.sum
-		case strings.HasPrefix(line, name+"_count"):
-			field = &h.count
-		default:
-			continue
-		}
-		f := strings.Fields(line)
-		if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
-			*field += v
-		}
-	}
-	return h, sc.Err()
+	h.sum, _ = m.Sum(name + "_sum")
+	h.count, _ = m.Sum(name + "_count")
+	return h, nil
 }
 
 // openCircuits watches the rendezvous stage's circuit breakers while a
@@ -106,7 +86,7 @@ func scrape(addr, name string) (histogram, error) {
 // so it explains fallbacks that latency alone does not.
 func openCircuits(addr string, stop <-chan struct{}) float64 {
 	const every = 500 * time.Millisecond
-	c := http.Client{Timeout: time.Second}
+	c := &http.Client{Timeout: time.Second}
 	open := 0
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -116,20 +96,14 @@ func openCircuits(addr string, stop <-chan struct{}) float64 {
 			return float64(open) * every.Seconds()
 		case <-t.C:
 		}
-		resp, err := c.Get("http://" + addr + "/metrics")
+		m, err := promtext.Scrape(context.Background(), c, addr)
 		if err != nil {
 			continue
 		}
-		sc := bufio.NewScanner(resp.Body)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			if strings.HasPrefix(line, "rdv_rendezvous_circuit_state{") && !strings.HasSuffix(line, " 0") {
-				open++
-				break
-			}
+		// States are 0 closed, 1 half-open, 2 open: any above 0 counts.
+		if _, most := m.Sum("rdv_rendezvous_circuit_state"); most > 0 {
+			open++
 		}
-		resp.Body.Close()
 	}
 }
 

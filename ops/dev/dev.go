@@ -23,6 +23,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/rendezvous-ml/rendezvous/pipeline/contract"
+	"github.com/rendezvous-ml/rendezvous/pipeline/promtext"
 	"github.com/rendezvous-ml/rendezvous/pipeline/registry"
 	"github.com/rendezvous-ml/rendezvous/pipeline/registry/embedded"
 	"github.com/rendezvous-ml/rendezvous/pipeline/serde"
@@ -213,6 +214,15 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		printTable(cfg.Out, procs, brokers, regURL, cfg)
 		return err
 	}
+	// A stage is ready when it consumes, but the rendezvous only waits for
+	// a model once its heartbeat says live: until then it answers by the
+	// next model in the chain. "ready" means the champion answers.
+	if err := waitModels(ctx, procs, len(cfg.Models), 30*time.Second); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		log.Warn("starting anyway: answers fall back to the next live model until the others are live", "err", err)
+	}
 	printTable(cfg.Out, procs, brokers, regURL, cfg)
 	fmt.Fprintf(cfg.Out, "\nready in %.1fs. Try:\n  curl -s -X POST http://%s/predict -H 'Content-Type: application/json' \\\n    -d '{\"sepalLength\":5.1,\"sepalWidth\":3.5,\"petalLength\":1.4,\"petalWidth\":0.2}'\n\nCtrl-C stops everything.\n",
 		time.Since(start).Seconds(), cfg.FrontendAddr)
@@ -373,6 +383,42 @@ func waitReady(ctx context.Context, procs []*Proc, timeout time.Duration) error 
 		}
 	}
 	return nil
+}
+
+// waitModels waits until the rendezvous waits for n model versions, as its
+// rdv_rendezvous_models_waited gauge says.
+func waitModels(ctx context.Context, procs []*Proc, n int, timeout time.Duration) error {
+	var addr string
+	for _, p := range procs {
+		if p.Name == "rendezvous" {
+			addr = p.HTTPAddr
+		}
+	}
+	if addr == "" || n == 0 {
+		return nil
+	}
+	hc := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(timeout)
+	var waited float64
+	for {
+		m, err := promtext.Scrape(ctx, hc, addr)
+		if err == nil {
+			if waited, _ = m.Sum("rdv_rendezvous_models_waited"); waited >= float64(n) {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			if err != nil {
+				return fmt.Errorf("the rendezvous's models after %v: %w", timeout, err)
+			}
+			return fmt.Errorf("the rendezvous waits for %v of the %d models after %v (see the model runners' logs)", waited, n, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 func printTable(out io.Writer, procs []*Proc, brokers []string, regURL string, cfg Config) {

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -20,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/rendezvous-ml/rendezvous/connectors/elastic"
+	"github.com/rendezvous-ml/rendezvous/pipeline/promtext"
 	"github.com/rendezvous-ml/rendezvous/pipeline/stage"
 	"github.com/rendezvous-ml/rendezvous/schemas"
 	"github.com/rendezvous-ml/rendezvous/testcontainers/esfake"
@@ -150,44 +150,9 @@ func waitESDocs(t *testing.T, es *esfake.Server, want map[string]int, timeout ti
 	}
 }
 
-// scrapeMetrics reads a stage's Prometheus metrics: series (name with labels) to
-// value.
-func scrapeMetrics(addr string) (map[string]float64, error) {
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err == nil {
-			out[line[:i]] = v
-		}
-	}
-	return out, sc.Err()
-}
-
-// sumSeries adds the series whose name starts with prefix, and returns the
-// largest single one.
-func sumSeries(m map[string]float64, prefix string) (sum, most float64) {
-	for k, v := range m {
-		if strings.HasPrefix(k, prefix) {
-			sum += v
-			most = max(most, v)
-		}
-	}
-	return sum, most
+// scrapeMetrics reads a stage's Prometheus metrics.
+func scrapeMetrics(addr string) (promtext.Series, error) {
+	return promtext.Scrape(context.Background(), http.DefaultClient, addr)
 }
 
 func esEnvInt(name string, def int) int {
@@ -306,7 +271,7 @@ func TestElasticsearchOutage(t *testing.T) {
 
 	// The connector works before the outage.
 	waitESDocs(t, es, map[string]int{"score-log*": 50, "decoy-log*": 50}, time.Minute)
-	metric := func() map[string]float64 {
+	metric := func() promtext.Series {
 		m, err := scrapeMetrics(addr)
 		if err != nil {
 			t.Fatalf("scrape es-connector: %v", err)
@@ -337,7 +302,7 @@ func TestElasticsearchOutage(t *testing.T) {
 		if v := m["rdv_es_connector_paused"]; v != 1 {
 			t.Fatalf("rdv_es_connector_paused = %v %v into the outage", v, time.Since(downAt).Round(time.Second))
 		}
-		lag, _ := sumSeries(m, "rdv_es_connector_consumer_lag_records")
+		lag, _ := m.Sum("rdv_es_connector_consumer_lag_records")
 		if firstLag < 0 {
 			firstLag = lag
 		}
@@ -385,7 +350,7 @@ func TestElasticsearchOutage(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		m := metric()
-		sum, most := sumSeries(m, "rdv_es_connector_consumer_lag_records")
+		sum, most := m.Sum("rdv_es_connector_consumer_lag_records")
 		if most <= 1 && m["rdv_es_connector_paused"] == 0 {
 			t.Logf("after the outage: all %d + %d documents in %v; lag %v (at most %v per partition); paused=0",
 				len(decisionIDs), len(decoyIDs), drained.Round(time.Millisecond), sum, most)

@@ -320,8 +320,9 @@ func TestPromoteAndRetire(t *testing.T) {
 	}
 	t.Logf("rdv models list:\n%s", out)
 	stop := make(chan struct{})
+	loadAt := time.Now()
 	wait := openLoad(s, rows, 50, stop)
-	time.Sleep(3 * time.Second)
+	time.Sleep(4 * time.Second)
 	promotedAt := time.Now()
 	out, err = s.RunCLI("models", "promote", "iris", "challenger")
 	if err != nil {
@@ -356,9 +357,14 @@ func TestPromoteAndRetire(t *testing.T) {
 		m, r := c.answer.ModelResult.ModelName, c.answer.Reason
 		switch phase(c) {
 		case "before":
-			settled["before"]++
-			if m == "dt" && r == "champion" {
-				expected["before"]++
+			// The first seconds of a new stack on a JVM broker are slow.
+			if c.sent.Sub(loadAt) > 2*time.Second {
+				settled["before"]++
+				if m == "dt" && r == "champion" {
+					expected["before"]++
+				} else {
+					t.Logf("%v into the load: %s/%s in %v", c.sent.Sub(loadAt).Round(time.Millisecond), m, r, c.answer.Took)
+				}
 			}
 			if m == "challenger" {
 				wrong++
@@ -398,10 +404,13 @@ func TestPromoteAndRetire(t *testing.T) {
 		}
 	}
 	for _, ph := range []string{"before", "promoted", "retired"} {
-		t.Logf("%s (from 2 s after its switch): %d of %d answers by the expected model", ph, expected[ph], settled[ph])
+		t.Logf("%s (from 2 s after its start): %d of %d answers by the expected model", ph, expected[ph], settled[ph])
 		if settled[ph] == 0 || expected[ph] < settled[ph]*9/10 {
 			t.Errorf("%s: %d of %d answers by the expected model, want nine in ten", ph, expected[ph], settled[ph])
 		}
+	}
+	if t.Failed() {
+		logModelSeries(t, stageAddr(t, s, "rendezvous"))
 	}
 	t.Logf("last answer by dt %v after the promote command; last by the challenger %v after the retire command; %d answers by the wrong model",
 		lastOld.Round(time.Millisecond), lastPromoted.Round(time.Millisecond), wrong)
@@ -692,4 +701,25 @@ func TestHundredModels(t *testing.T) {
 	if full < len(want)*9/10 {
 		t.Fatalf("%d of %d decisions hold all %d scores", full, len(want), n)
 	}
+}
+
+// logModelSeries logs the rendezvous's per-model series, which tell a
+// model left out (circuit, errors, timeouts) from one that was slow.
+func logModelSeries(t *testing.T, addr string) {
+	t.Helper()
+	m, err := scrapeMetrics(addr)
+	if err != nil {
+		t.Logf("rendezvous metrics: %v", err)
+		return
+	}
+	var lines []string
+	for k, v := range m {
+		for _, name := range []string{"rdv_rendezvous_circuit_state", "rdv_rendezvous_model_errors_total", "rdv_rendezvous_model_timeouts_total", "rdv_rendezvous_model_wins_total", "rdv_rendezvous_models_waited"} {
+			if strings.HasPrefix(k, name+"{") {
+				lines = append(lines, fmt.Sprintf("%s %v", k, v))
+			}
+		}
+	}
+	sort.Strings(lines)
+	t.Logf("rendezvous per-model series:\n%s", strings.Join(lines, "\n"))
 }

@@ -191,6 +191,21 @@ func (s *Stack) Stop() {
 		for _, l := range logs {
 			b, _ := os.ReadFile(l)
 			lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+			// What explains a failure is often early: warnings, errors and
+			// the models the rendezvous waited for, from the whole log.
+			var notable []string
+			for _, line := range lines[:max(0, len(lines)-30)] {
+				if strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR") ||
+					strings.Contains(line, "models waited for") || strings.Contains(line, "model status") {
+					notable = append(notable, line)
+				}
+			}
+			if len(notable) > 40 {
+				notable = append(notable[:20], notable[len(notable)-20:]...)
+			}
+			if len(notable) > 0 {
+				s.t.Logf("--- %s (warnings, errors, models, before the end)\n%s", filepath.Base(l), strings.Join(notable, "\n"))
+			}
 			if len(lines) > 30 {
 				lines = lines[len(lines)-30:]
 			}
