@@ -388,6 +388,9 @@ func stageAddrs(st *Stack) map[string]string {
 			out[p.Name] = addr
 		}
 	}
+	if st.DevAddr != "" {
+		out["rdv-dev"] = st.DevAddr // the embedded broker and registry
+	}
 	return out
 }
 

@@ -44,6 +44,7 @@ type Stack struct {
 	FrontendURL string
 	Brokers     []string
 	Objective   string
+	DevAddr     string // rdv dev's own health, metrics and profiler
 	proc        *dev.Process
 }
 
@@ -66,7 +67,9 @@ func StartStack(ctx context.Context, c StackConfig) (*Stack, error) {
 		"-partitions", strconv.Itoa(c.Partitions),
 		"-es-url", c.ESURL,
 		"-stage-procs", strconv.Itoa(c.StageProcs),
+		"-http-addr", fmt.Sprintf("127.0.0.1:%d", base+15),
 	}
+	s.DevAddr = fmt.Sprintf("127.0.0.1:%d", base+15)
 	if len(c.Brokers) > 0 {
 		if err := dev.Reset(ctx, c.Brokers, s.Objective); err != nil {
 			return nil, err

@@ -107,6 +107,7 @@ func runDev(args []string) error {
 	fs.DurationVar(&cfg.ArchiveRotate, "archive-rotate", cfg.ArchiveRotate, "how often the log connector finishes an archive file")
 	fs.IntVar(&cfg.StageProcs, "stage-procs", cfg.StageProcs, "GOMAXPROCS of every stage unless GOMAXPROCS is set (0: every CPU); 1 halves the latency on a 2-core machine (README, Performance)")
 	fs.DurationVar(&cfg.RestartDelay, "restart-delay", cfg.RestartDelay, "first wait before a stage that died is started again (doubles up to 10s)")
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", "", "serve rdv dev's own /healthz, /metrics and Go profiler (the embedded broker and registry) here; empty: off")
 	fs.StringVar(&cfg.ESURL, "es-url", config.Env("RDV_ES_URL", ""), "Elasticsearch URL; empty leaves the Elasticsearch connector off (env RDV_ES_URL)")
 	_ = fs.Parse(args)
 	cfg.Brokers = config.SplitList(*brokers)

@@ -27,6 +27,7 @@ import (
 	"github.com/rendezvous-ml/rendezvous/pipeline/registry"
 	"github.com/rendezvous-ml/rendezvous/pipeline/registry/embedded"
 	"github.com/rendezvous-ml/rendezvous/pipeline/serde"
+	"github.com/rendezvous-ml/rendezvous/pipeline/stage"
 	"github.com/rendezvous-ml/rendezvous/pipeline/topics"
 	"github.com/rendezvous-ml/rendezvous/schemas"
 )
@@ -76,6 +77,10 @@ type Config struct {
 	// in parallel (the rendezvous on a takeover) lose that parallelism,
 	// which is why it is not the default.
 	StageProcs int
+	// HTTPAddr, when set, serves rdv dev's own /healthz, /metrics and the
+	// Go profiler: the embedded broker and registry run in this process,
+	// and on a small machine the broker is the largest user of CPU.
+	HTTPAddr string
 	// Ready is called once every stage is ready, with the table printed.
 	Ready func()
 	Out   io.Writer
@@ -149,6 +154,19 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 	}
 	start := time.Now()
+	if cfg.HTTPAddr != "" {
+		h := &stage.Health{}
+		h.SetReady()
+		srvCtx, stopSrv := context.WithCancel(context.Background())
+		srvDone := make(chan struct{})
+		go func() {
+			defer close(srvDone)
+			if err := stage.Serve(srvCtx, cfg.HTTPAddr, stage.Mux(h, stage.NewRegistry()), log); err != nil {
+				log.Error("rdv dev's own health, metrics and profiler are off", "err", err)
+			}
+		}()
+		defer func() { stopSrv(); <-srvDone }()
+	}
 
 	brokers := cfg.Brokers
 	if len(brokers) == 0 {

@@ -46,7 +46,8 @@ func (s *stageState) deadLetter(ctx context.Context, r *kgo.Record, err error) {
 func (s *stageState) onRequest(ctx context.Context, r *kgo.Record, rec map[string]any, now time.Time) {
 	s.env.Metrics.Records.WithLabelValues(r.Topic, "ok").Inc()
 	id := serde.Str(rec, "request_id")
-	if s.parts[r.Partition].decided[id] {
+	ps := s.parts[r.Partition]
+	if ps.decided[id] {
 		s.m.skipped.Inc() // replayed, and its decision is already logged
 		return
 	}
@@ -74,6 +75,9 @@ func (s *stageState) onRequest(ctx context.Context, r *kgo.Record, rec map[strin
 		ReplyPartition: serde.Int(rec, "reply_partition"),
 		Features:       serde.Doubles(rec, "features"),
 	}
+	// Kept on the mailbox: the partition forgets them once caught up,
+	// which may be before this request is decided.
+	b.prior = ps.answered[id]
 	s.evaluate(ctx, b, now)
 }
 
@@ -214,6 +218,14 @@ func (s *stageState) evaluate(ctx context.Context, b *mailbox, now time.Time) {
 			// The frontend answered the default itself.
 			o = policy.Outcome{Decided: true, Policy: s.eng.Kind(), Reason: ReasonExpired}
 		case elapsed > req.SLA:
+			if g := b.prior; g != nil {
+				// A previous owner answered it and died before logging it:
+				// the log says what the caller was told.
+				o = policy.Outcome{Decided: true, Policy: g.policy, Reason: g.reason, Winner: g.winner}
+				b.given = true
+				s.m.asGiven.Inc()
+				break
+			}
 			// Decided late (a partition taken over, a stall): as the policy
 			// would have at the time, from when each score arrived.
 			o = s.decideAsOf(b, req)
@@ -359,7 +371,7 @@ func (s *stageState) answer(ctx context.Context, b *mailbox, o policy.Outcome, n
 	}
 	s.m.decisions.WithLabelValues(o.Reason, res["model"].(string)).Inc()
 	s.m.toDecide.Observe(now.Sub(time.UnixMicro(b.Req.ReceivedUS)).Seconds())
-	if b.expired {
+	if b.expired || b.given {
 		return // the caller has its answer
 	}
 	s.reply(ctx, b, res)

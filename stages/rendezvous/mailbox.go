@@ -56,6 +56,11 @@ type mailbox struct {
 	pending int
 	// expired: the frontend answered the default itself (its marker came).
 	expired bool
+	// prior is the answer a previous owner gave the request, read back from
+	// the results topic on a takeover; given: decided as that answer, which
+	// the caller already has.
+	prior *given
+	given bool
 	// late: the stage read the request after its deadline, or before its
 	// partition caught up; the breaker learns nothing from it.
 	late bool

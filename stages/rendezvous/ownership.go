@@ -9,6 +9,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/rendezvous-ml/rendezvous/pipeline/serde"
+	"github.com/rendezvous-ml/rendezvous/stages/rendezvous/policy"
 )
 
 func (s *stageState) handleRebalances(ctx context.Context) {
@@ -27,16 +30,19 @@ func (s *stageState) handleRebalances(ctx context.Context) {
 				states[i] = s.take(p)
 			}
 			var wg sync.WaitGroup
+			since := make([]time.Time, len(parts))
 			for i, p := range parts {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					if err := s.restore(ctx, p, states[i]); err != nil {
+					var err error
+					if since[i], err = s.restore(ctx, p, states[i]); err != nil {
 						s.env.Log.Error("restore partition", "partition", p, "err", err)
 					}
 				}()
 			}
 			wg.Wait()
+			s.restoreAnswers(ctx, states, since)
 			s.env.Log.Info("partitions restored", "partitions", parts, "took", time.Since(start).Round(time.Millisecond))
 		default:
 			return
@@ -82,21 +88,52 @@ func (s *stageState) take(p int32) *partState {
 	return ps
 }
 
+// restoreAnswers reads back, for the partitions that replay, the answers
+// given since the first replayed request (since[i] is zero for a partition
+// with nothing to replay). Once for all of them: the results topic is
+// partitioned by frontend, not by request.
+func (s *stageState) restoreAnswers(ctx context.Context, states []*partState, since []time.Time) {
+	var first time.Time
+	for _, t := range since {
+		if !t.IsZero() && (first.IsZero() || t.Before(first)) {
+			first = t
+		}
+	}
+	if first.IsZero() {
+		return
+	}
+	answered, err := s.readAnswered(ctx, first.Add(-5*time.Second))
+	if err != nil {
+		// Without them a replayed request is decided from its scores'
+		// arrival times, which is what the owner answered unless it was
+		// starved of CPU (README, "The rendezvous stage").
+		s.env.Log.Error("read the answers already given; replayed requests are decided from their scores' times", "err", err)
+		return
+	}
+	for i, ps := range states {
+		if !since[i].IsZero() {
+			ps.answered = answered
+		}
+	}
+	s.env.Log.Info("answers already given read back", "since", first.Add(-5*time.Second), "answers", len(answered))
+}
+
 // restore takes partition p on: it notes how far the partition reaches, so
 // no deadline fires before what was already there is read, and which
-// requests already have a logged decision.
-func (s *stageState) restore(ctx context.Context, p int32, ps *partState) error {
+// requests already have a logged decision. It returns the time of the
+// first request to replay, or zero when there is none.
+func (s *stageState) restore(ctx context.Context, p int32, ps *partState) (time.Time, error) {
 	adm := kadm.NewClient(s.cons)
 	ends, err := adm.ListEndOffsets(ctx, s.env.Topics.Requests, s.env.Topics.Scores)
 	if err != nil {
-		return fmt.Errorf("end offsets: %w", err)
+		return time.Time{}, fmt.Errorf("end offsets: %w", err)
 	}
 	reqEnd, _ := ends.Lookup(s.env.Topics.Requests, p)
 	scoreEnd, _ := ends.Lookup(s.env.Topics.Scores, p)
 	ps.catchReq, ps.catchScore = reqEnd.Offset, scoreEnd.Offset
 	offs, err := adm.FetchOffsets(ctx, s.cfg.Group)
 	if err != nil {
-		return fmt.Errorf("committed offsets: %w", err)
+		return time.Time{}, fmt.Errorf("committed offsets: %w", err)
 	}
 	committed := int64(0)
 	if o, ok := offs.Lookup(s.env.Topics.Requests, p); ok && o.At >= 0 {
@@ -107,7 +144,7 @@ func (s *stageState) restore(ctx context.Context, p int32, ps *partState) error 
 	}
 	if committed >= ps.catchReq {
 		ps.catchReq = 0
-		return nil // nothing to replay: nothing can have been decided twice
+		return time.Time{}, nil // nothing to replay: nothing can have been decided twice
 	}
 	// The requests from the committed offset on will be read again. Those
 	// decided before the last owner stopped have their decision in the
@@ -115,14 +152,14 @@ func (s *stageState) restore(ctx context.Context, p int32, ps *partState) error 
 	// first request to be replayed.
 	since, err := s.timestampAt(ctx, p, committed)
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
 	n, err := s.readDecided(ctx, adm, p, since.Add(-5*time.Second), ps.decided)
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
 	s.env.Log.Info("partition restored", "partition", p, "replay_from", committed, "replay_to", ps.catchReq, "already_decided", n)
-	return nil
+	return since, nil
 }
 
 func (s *stageState) partitionClient(topic string, p int32, at kgo.Offset) (*kgo.Client, error) {
@@ -195,6 +232,65 @@ func (s *stageState) readDecided(ctx context.Context, adm *kadm.Client, p int32,
 	}
 }
 
+// readAnswered reads every partition of the results topic from since to
+// its end: the answers given, by request id.
+func (s *stageState) readAnswered(ctx context.Context, since time.Time) (map[string]*given, error) {
+	topic := s.env.Topics.Results
+	ends, err := kadm.NewClient(s.cons).ListEndOffsets(ctx, topic)
+	if err != nil {
+		return nil, fmt.Errorf("end of %s: %w", topic, err)
+	}
+	from := map[int32]kgo.Offset{}
+	end := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Err == nil && o.Offset > 0 {
+			from[o.Partition] = kgo.NewOffset().AfterMilli(since.UnixMilli())
+			end[o.Partition] = o.Offset
+		}
+	})
+	out := map[string]*given{}
+	if len(from) == 0 {
+		return out, nil
+	}
+	// Answers are written outside any transaction, as they are sent.
+	cl, err := s.env.Client(kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: from}))
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for len(end) > 0 && time.Now().Before(deadline) {
+		pctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		fs := cl.PollFetches(pctx)
+		cancel()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if fs.NumRecords() == 0 {
+			break // idle: nothing more since (a partition with nothing after since)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			if e, ok := end[r.Partition]; ok && r.Offset+1 >= e {
+				delete(end, r.Partition)
+			}
+			rec, err := s.env.Serde.Decode(ctx, r.Value, s.resRd)
+			if err != nil {
+				return // not an answer this stage can read: it decides from the scores
+			}
+			g := &given{reason: serde.Str(rec, "reason"), policy: serde.Str(rec, "policy")}
+			if m := serde.Str(rec, "model"); m != "" && m != "default" {
+				res, _ := serde.OptStr(rec, "result")
+				g.winner = &policy.Score{Model: m, Version: serde.Str(rec, "version"), Result: res, Probabilities: serde.Doubles(rec, "probabilities")}
+			}
+			// The caller took the first answer; a later one was an orphan.
+			if id := serde.Str(rec, "request_id"); out[id] == nil {
+				out[id] = g
+			}
+		})
+	}
+	return out, nil
+}
+
 // caughtUp reports whether partition p has read what existed when it was
 // assigned.
 func (s *stageState) caughtUp(p int32) bool {
@@ -213,6 +309,7 @@ func (s *stageState) advance(r *kgo.Record) {
 		if ps.catchReq > 0 && r.Offset+1 >= ps.catchReq {
 			ps.catchReq = 0
 			ps.decided = map[string]bool{} // replay over: no more old requests
+			ps.answered = nil
 		}
 	case s.env.Topics.Scores:
 		ps.scoreNext = r.Offset + 1

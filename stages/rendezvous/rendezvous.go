@@ -48,6 +48,7 @@ type metrics struct {
 	txns      *prometheus.CounterVec
 	commit    prometheus.Histogram
 	skipped   prometheus.Counter
+	asGiven   prometheus.Counter
 	// Per model version (label model = name@version).
 	wins      *prometheus.CounterVec
 	late      *prometheus.CounterVec
@@ -115,8 +116,11 @@ func newMetrics(reg prometheus.Registerer, objective string) *metrics {
 		skipped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "rdv_rendezvous_replayed_decided_total", Help: "Replayed requests skipped because their decision was already logged.",
 		}),
+		asGiven: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rdv_rendezvous_replayed_answered_total", Help: "Replayed requests logged as a previous owner had answered them (read back from the results topic).",
+		}),
 	}
-	reg.MustRegister(m.decisions, m.scores, m.open, m.toDecide, m.txns, m.commit, m.skipped,
+	reg.MustRegister(m.decisions, m.scores, m.open, m.toDecide, m.txns, m.commit, m.skipped, m.asGiven,
 		m.wins, m.late, m.errs, m.timeouts, m.latency, m.circuit, m.expected, m.policies, m.owned, m.overtaken)
 	return m
 }
@@ -167,6 +171,7 @@ type stageState struct {
 	decideE *serde.Encoder
 	reqRd   *serde.Schema
 	scoreRd *serde.Schema
+	resRd   *serde.Schema
 
 	assigned chan map[string][]int32
 	revoked  chan revocation
@@ -193,6 +198,16 @@ type partState struct {
 	// decided holds the request ids already in the decisions log, read at
 	// assignment, so that replayed requests are not decided twice.
 	decided map[string]bool
+	// answered holds, while the partition replays, the answers the last
+	// owners wrote to the results topic, by request id: a request answered
+	// but not yet logged when its owner died is logged as it was answered.
+	answered map[string]*given
+}
+
+// given is an answer read back from the results topic.
+type given struct {
+	reason, policy string
+	winner         *policy.Score // nil for the default
 }
 
 type revocation struct {
@@ -208,6 +223,7 @@ func newStage(ctx context.Context, cfg Config, env *stage.Env) (*stageState, err
 		m:        newMetrics(env.Reg, cfg.Common.Objective),
 		reqRd:    env.Reader(schemas.Request),
 		scoreRd:  env.Reader(schemas.Score),
+		resRd:    env.Reader(schemas.Result),
 		assigned: make(chan map[string][]int32, 16),
 		revoked:  make(chan revocation),
 		boxes:    map[string]*mailbox{},
