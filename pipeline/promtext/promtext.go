@@ -19,39 +19,57 @@ type Series map[string]float64
 
 // Scrape reads http://addr/metrics.
 func Scrape(ctx context.Context, hc *http.Client, addr string) (Series, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("metrics of %s: %s", addr, resp.Status)
-	}
 	out := Series{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
+	err := read(ctx, hc, addr, func(line string) {
 		if line == "" || line[0] == '#' {
-			continue
+			return
 		}
 		// The value is the last field; a label value may hold spaces.
 		i := strings.LastIndexByte(line, ' ')
 		if i < 0 {
-			continue
+			return
 		}
 		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
 			out[line[:i]] = v
 		}
+	})
+	return out, err
+}
+
+// Types reads the metric families of http://addr/metrics: name to type
+// (counter, gauge, histogram, summary, untyped).
+func Types(ctx context.Context, hc *http.Client, addr string) (map[string]string, error) {
+	out := map[string]string{}
+	err := read(ctx, hc, addr, func(line string) {
+		if f := strings.Fields(line); len(f) == 4 && f[0] == "#" && f[1] == "TYPE" {
+			out[f[2]] = f[3]
+		}
+	})
+	return out, err
+}
+
+func read(ctx context.Context, hc *http.Client, addr string, each func(line string)) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("metrics of %s: %s", addr, resp.Status)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		each(sc.Text())
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("metrics of %s: %w", addr, err)
+		return fmt.Errorf("metrics of %s: %w", addr, err)
 	}
-	return out, nil
+	return nil
 }
 
 // Sum adds the series of the metric name, over all their labels, and

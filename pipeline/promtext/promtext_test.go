@@ -42,6 +42,13 @@ func TestScrapeAndSum(t *testing.T) {
 	if n, _ := s.Sum("rdv_t_seconds_count"); n != 2 {
 		t.Errorf("histogram count %v, want 2", n)
 	}
+	types, err := Types(context.Background(), srv.Client(), strings.TrimPrefix(srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if types["rdv_t_wins_total"] != "counter" || types["rdv_t_seconds"] != "histogram" || len(types) != 3 {
+		t.Errorf("types %v, want the three families with theirs", types)
+	}
 }
 
 func TestScrapeNamesAFailure(t *testing.T) {

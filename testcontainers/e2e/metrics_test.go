@@ -1,7 +1,7 @@
 package e2e
 
 import (
-	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -15,6 +15,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/rendezvous-ml/rendezvous/pipeline/promtext"
 	"github.com/rendezvous-ml/rendezvous/testcontainers/stack"
 )
 
@@ -101,7 +102,7 @@ func TestMetricsExist(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			fs, err := metricFamilies("http://" + addr + "/metrics")
+			fs, err := promtext.Types(context.Background(), http.DefaultClient, addr)
 			if err != nil {
 				t.Fatalf("scrape %s: %v", st, err)
 			}
@@ -153,27 +154,6 @@ func exported(name string, families map[string]string) bool {
 		}
 	}
 	return false
-}
-
-// metricFamilies reads the names and types of a /metrics page.
-func metricFamilies(url string) (map[string]string, error) {
-	resp, err := http.Get(url)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s: %s", url, resp.Status)
-	}
-	out := map[string]string{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		if f := strings.Fields(sc.Text()); len(f) == 4 && f[0] == "#" && f[1] == "TYPE" {
-			out[f[2]] = f[3]
-		}
-	}
-	return out, sc.Err()
 }
 
 // metricsUsedBy returns each metric name the rule files and dashboards
