@@ -204,12 +204,36 @@ func (s *stageState) record(b *mailbox, key string, r policy.Result, now time.Ti
 	b.recorded[key] = true
 	if r == policy.ResultTimeout {
 		s.m.timeouts.WithLabelValues(key).Inc()
+		if !s.othersInTime(b, key) {
+			// Every model was late on this request: the pipeline stalled (a
+			// broker pause, a starved machine), not this model. Counted as
+			// a timeout, kept from the breaker, which would otherwise open
+			// every circuit at once and hold the champion out for its whole
+			// cool-down after the stall ends.
+			return
+		}
 	}
 	if s.breaker == nil {
 		return
 	}
 	s.breaker.RecordFor(key, r, time.UnixMicro(b.Req.ReceivedUS), now)
 	s.m.circuit.WithLabelValues(key).Set(circuitValue(s.breaker.State(key, now)))
+}
+
+// othersInTime reports whether some other model's score (a shadow's
+// included) reached b's mailbox within key's budget: whether the pipeline
+// carried scores in time for this request while key was late.
+func (s *stageState) othersInTime(b *mailbox, key string) bool {
+	budget, ok := s.eng.Budget(key, b.request())
+	if !ok {
+		return true
+	}
+	for k, sc := range b.Scores {
+		if k != key && k != markerModel && !sc.Failed && sc.ArrivedUS-b.Req.ReceivedUS <= budget.Microseconds() {
+			return true
+		}
+	}
+	return false
 }
 
 // circuitValue orders the states by severity for the gauge: 0 closed,

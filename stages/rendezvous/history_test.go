@@ -35,6 +35,7 @@ type history struct {
 	set      schemas.Set
 	cl       *kgo.Client
 	recs     []*kgo.Record
+	sla      time.Duration // of the requests added, and the stage's
 }
 
 func newHistory(t *testing.T, ctx context.Context) *history {
@@ -50,7 +51,7 @@ func newHistory(t *testing.T, ctx context.Context) *history {
 	}
 	srv := httptest.NewServer(reg.Handler())
 	t.Cleanup(func() { srv.Close(); reg.Close() })
-	h := &history{t: t, ctx: ctx, brokers: cluster.ListenAddrs(), registry: srv.URL, ts: topics.For("iris")}
+	h := &history{t: t, ctx: ctx, brokers: cluster.ListenAddrs(), registry: srv.URL, ts: topics.For("iris"), sla: 100 * time.Millisecond}
 	if err := dev.Provision(ctx, []kgo.Opt{kgo.SeedBrokers(h.brokers...)}, registry.Config{URL: srv.URL}, "iris", 1); err != nil {
 		t.Fatal(err)
 	}
@@ -80,11 +81,11 @@ func (h *history) add(topic string, k schemas.Kind, key string, at time.Time, v 
 	h.recs = append(h.recs, &kgo.Record{Topic: topic, Key: []byte(key), Timestamp: at, Value: b})
 }
 
-// request adds a request received at received, with a 100 ms SLA.
+// request adds a request received at received, with the history's SLA.
 func (h *history) request(id string, received time.Time) {
 	h.add(h.ts.Requests, schemas.Request, id, received, map[string]any{
 		"request_id": id, "objective": "iris", "key": "", "received_us": received.UnixMicro(),
-		"deadline_us": received.Add(100 * time.Millisecond).UnixMicro(), "reply_topic": h.ts.Results, "reply_partition": int32(0),
+		"deadline_us": received.Add(h.sla).UnixMicro(), "reply_topic": h.ts.Results, "reply_partition": int32(0),
 		"features": map[string]any{"sepalLength": 5.1, "sepalWidth": 3.5, "petalLength": 1.4, "petalWidth": 0.2},
 	})
 }
@@ -110,6 +111,11 @@ func (h *history) write() {
 // start runs the stage on the history, champion dt (50 ms) and canary, with
 // a 100 ms SLA, until the test ends; it returns its health address.
 func (h *history) start() string {
+	return h.startWith("dt:champion:50ms,canary:canary", 100*time.Millisecond)
+}
+
+// startWith is start with other models and SLA.
+func (h *history) startWith(models string, sla time.Duration) string {
 	h.t.Helper()
 	port, err := dev.FreePorts(1)
 	if err != nil {
@@ -121,10 +127,11 @@ func (h *history) start() string {
 	cfg.Common.LogLevel = "error"
 	cfg.Common.HTTPAddr = fmt.Sprintf("127.0.0.1:%d", port)
 	cfg.LiveModels = false
-	if cfg.Models, err = ParseModels("dt:champion:50ms,canary:canary"); err != nil {
+	if cfg.Models, err = ParseModels(models); err != nil {
 		h.t.Fatal(err)
 	}
-	cfg.Policy.SLA = policy.Duration(100 * time.Millisecond)
+	cfg.Policy.SLA = policy.Duration(sla)
+	h.sla = sla
 	ctx, stop := context.WithCancel(h.ctx)
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, cfg) }()
@@ -262,5 +269,105 @@ func TestLateRequestsStayOutOfTheBreaker(t *testing.T) {
 	}
 	if state, _ := m.Sum("rdv_rendezvous_circuit_state"); state != 0 {
 		t.Errorf("circuit state %v after late requests, want 0 (closed)", state)
+	}
+}
+
+// A stall of the whole pipeline makes every model late on the same
+// requests; that says nothing about the champion, whose circuit must stay
+// closed. The same champion late while the canary is in time is a sick
+// champion, and its circuit opens. (Here the champion's budget is 300 ms
+// and the SLA 1 s.)
+func TestStallKeepsCircuitsClosed(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		canaryInTime bool
+		wantCircuit  float64
+	}{
+		{"champion late alone", true, 2},
+		{"every model late", false, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			h := newHistory(t, ctx)
+			// Budgets long enough that "in time" does not depend on how
+			// fast this machine runs the test (the race detector included).
+			addr := h.startWith("dt:champion:300ms,canary:canary", time.Second)
+			waitOwned(t, ctx, addr)
+			answers, err := kgo.NewClient(kgo.SeedBrokers(h.brokers...), kgo.ConsumeTopics(h.ts.Results))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer answers.Close()
+			// One call first, answered by the champion: the stage is past
+			// its first fetches, which can take longer than an SLA.
+			warm := time.Now()
+			h.request("warm-up", warm)
+			h.score("warm-up", "dt", "champion", "Iris-setosa", warm)
+			h.write()
+			for answered := false; !answered; {
+				answers.PollFetches(ctx).EachRecord(func(r *kgo.Record) { answered = answered || string(r.Key) == "warm-up" })
+				if ctx.Err() != nil {
+					t.Fatal("the warm-up call was not answered")
+				}
+			}
+			// 30 requests at once, more than the 20 samples the breaker
+			// needs in its one-second window. The champion's scores come
+			// only after every answer, past its budget; the canary's come
+			// at once, or also after the answers.
+			const n = 30
+			received := time.Now()
+			late := func(id string) { h.score(id, "dt", "champion", "Iris-setosa", time.Now()) }
+			for i := range n {
+				id := fmt.Sprintf("r-%d", i)
+				h.request(id, received)
+				if tc.canaryInTime {
+					h.score(id, "canary", "canary", "Iris-versicolor", received)
+				}
+			}
+			h.write()
+			for got := 0; got < n; {
+				answers.PollFetches(ctx).EachRecord(func(*kgo.Record) { got++ })
+				if ctx.Err() != nil {
+					t.Fatalf("%d of %d answered", got, n)
+				}
+			}
+			for i := range n {
+				id := fmt.Sprintf("r-%d", i)
+				late(id)
+				if !tc.canaryInTime {
+					h.score(id, "canary", "canary", "Iris-versicolor", time.Now())
+				}
+			}
+			h.write()
+			h.logs(func(d map[string]map[string]any, _ map[string]int) bool { return len(d) == n+1 })
+			m, err := promtext.Scrape(ctx, http.DefaultClient, addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if timeouts := m[`rdv_rendezvous_model_timeouts_total{model="dt",objective="iris"}`]; timeouts != n {
+				t.Errorf("%v timeouts counted for the champion, want %d: it was late on every request", timeouts, n)
+			}
+			if state := m[`rdv_rendezvous_circuit_state{model="dt",objective="iris"}`]; state != tc.wantCircuit {
+				t.Errorf("the champion's circuit state is %v, want %v", state, tc.wantCircuit)
+			}
+		})
+	}
+}
+
+// waitOwned waits until the stage at addr owns its partition.
+func waitOwned(t *testing.T, ctx context.Context, addr string) {
+	t.Helper()
+	for {
+		if m, err := promtext.Scrape(ctx, http.DefaultClient, addr); err == nil {
+			if owned, _ := m.Sum("rdv_rendezvous_owned_partitions"); owned == 1 {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("the stage did not take its partition")
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 }
