@@ -317,7 +317,6 @@ func TestStallKeepsCircuitsClosed(t *testing.T) {
 			// at once, or also after the answers.
 			const n = 30
 			received := time.Now()
-			late := func(id string) { h.score(id, "dt", "champion", "Iris-setosa", time.Now()) }
 			for i := range n {
 				id := fmt.Sprintf("r-%d", i)
 				h.request(id, received)
@@ -334,7 +333,7 @@ func TestStallKeepsCircuitsClosed(t *testing.T) {
 			}
 			for i := range n {
 				id := fmt.Sprintf("r-%d", i)
-				late(id)
+				h.score(id, "dt", "champion", "Iris-setosa", time.Now())
 				if !tc.canaryInTime {
 					h.score(id, "canary", "canary", "Iris-versicolor", time.Now())
 				}

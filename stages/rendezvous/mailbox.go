@@ -59,7 +59,7 @@ type mailbox struct {
 	// prior is the answer a previous owner gave the request, read back from
 	// the results topic on a takeover; given: decided as that answer, which
 	// the caller already has.
-	prior *given
+	prior *answerGiven
 	given bool
 	// late: the stage read the request after its deadline, or before its
 	// partition caught up; the breaker learns nothing from it.

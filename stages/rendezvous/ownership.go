@@ -205,36 +205,43 @@ func (s *stageState) readDecided(ctx context.Context, adm *kadm.Client, p int32,
 	}
 	defer cl.Close()
 	n := 0
+	err = readTo(ctx, cl, map[int32]int64{p: end.Offset}, func(r *kgo.Record) {
+		into[string(r.Key)] = true
+		n++
+	})
+	return n, err
+}
+
+// readTo polls cl until every partition in end (partition to end offset)
+// was read up to its end, a poll comes back empty, or 30 s pass. A
+// transactional log ends in control markers, which are never returned as
+// records, and a partition with nothing after the start never reaches its
+// end: an idle poll means the end was reached.
+func readTo(ctx context.Context, cl *kgo.Client, end map[int32]int64, each func(*kgo.Record)) error {
 	deadline := time.Now().Add(30 * time.Second)
-	for {
-		// A transactional log ends in control markers, which are never
-		// returned as records: an idle poll means the end was reached.
+	for len(end) > 0 && time.Now().Before(deadline) {
 		pctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 		fs := cl.PollFetches(pctx)
 		cancel()
 		if ctx.Err() != nil {
-			return n, ctx.Err()
+			return ctx.Err()
 		}
-		if fs.NumRecords() == 0 || time.Now().After(deadline) {
-			return n, nil
+		if fs.NumRecords() == 0 {
+			return nil
 		}
-		done := false
 		fs.EachRecord(func(r *kgo.Record) {
-			into[string(r.Key)] = true
-			n++
-			if r.Offset+1 >= end.Offset {
-				done = true
+			if e, ok := end[r.Partition]; ok && r.Offset+1 >= e {
+				delete(end, r.Partition)
 			}
+			each(r)
 		})
-		if done {
-			return n, nil
-		}
 	}
+	return nil
 }
 
 // readAnswered reads every partition of the results topic from since to
 // its end: the answers given, by request id.
-func (s *stageState) readAnswered(ctx context.Context, since time.Time) (map[string]*given, error) {
+func (s *stageState) readAnswered(ctx context.Context, since time.Time) (map[string]*answerGiven, error) {
 	topic := s.env.Topics.Results
 	ends, err := kadm.NewClient(s.cons).ListEndOffsets(ctx, topic)
 	if err != nil {
@@ -248,7 +255,7 @@ func (s *stageState) readAnswered(ctx context.Context, since time.Time) (map[str
 			end[o.Partition] = o.Offset
 		}
 	})
-	out := map[string]*given{}
+	out := map[string]*answerGiven{}
 	if len(from) == 0 {
 		return out, nil
 	}
@@ -258,35 +265,23 @@ func (s *stageState) readAnswered(ctx context.Context, since time.Time) (map[str
 		return nil, err
 	}
 	defer cl.Close()
-	deadline := time.Now().Add(30 * time.Second)
-	for len(end) > 0 && time.Now().Before(deadline) {
-		pctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-		fs := cl.PollFetches(pctx)
-		cancel()
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
+	err = readTo(ctx, cl, end, func(r *kgo.Record) {
+		rec, err := s.env.Serde.Decode(ctx, r.Value, s.resRd)
+		if err != nil {
+			return // not an answer this stage can read: it decides from the scores
 		}
-		if fs.NumRecords() == 0 {
-			break // idle: nothing more since (a partition with nothing after since)
+		g := &answerGiven{reason: serde.Str(rec, "reason"), policy: serde.Str(rec, "policy")}
+		if m := serde.Str(rec, "model"); m != "" && m != "default" {
+			res, _ := serde.OptStr(rec, "result")
+			g.winner = &policy.Score{Model: m, Version: serde.Str(rec, "version"), Result: res, Probabilities: serde.Doubles(rec, "probabilities")}
 		}
-		fs.EachRecord(func(r *kgo.Record) {
-			if e, ok := end[r.Partition]; ok && r.Offset+1 >= e {
-				delete(end, r.Partition)
-			}
-			rec, err := s.env.Serde.Decode(ctx, r.Value, s.resRd)
-			if err != nil {
-				return // not an answer this stage can read: it decides from the scores
-			}
-			g := &given{reason: serde.Str(rec, "reason"), policy: serde.Str(rec, "policy")}
-			if m := serde.Str(rec, "model"); m != "" && m != "default" {
-				res, _ := serde.OptStr(rec, "result")
-				g.winner = &policy.Score{Model: m, Version: serde.Str(rec, "version"), Result: res, Probabilities: serde.Doubles(rec, "probabilities")}
-			}
-			// The caller took the first answer; a later one was an orphan.
-			if id := serde.Str(rec, "request_id"); out[id] == nil {
-				out[id] = g
-			}
-		})
+		// The caller took the first answer; a later one was an orphan.
+		if id := serde.Str(rec, "request_id"); out[id] == nil {
+			out[id] = g
+		}
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }

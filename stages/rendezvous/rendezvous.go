@@ -201,11 +201,11 @@ type partState struct {
 	// answered holds, while the partition replays, the answers the last
 	// owners wrote to the results topic, by request id: a request answered
 	// but not yet logged when its owner died is logged as it was answered.
-	answered map[string]*given
+	answered map[string]*answerGiven
 }
 
-// given is an answer read back from the results topic.
-type given struct {
+// answerGiven is an answer read back from the results topic.
+type answerGiven struct {
 	reason, policy string
 	winner         *policy.Score // nil for the default
 }

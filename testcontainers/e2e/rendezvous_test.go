@@ -358,7 +358,7 @@ func TestPromoteAndRetire(t *testing.T) {
 		m, r := c.answer.ModelResult.ModelName, c.answer.Reason
 		switch phase(c) {
 		case "before":
-			// The first seconds of a new stack on a JVM broker are slow.
+			// Counted from 2 s after its start, as the other phases are.
 			if c.sent.Sub(loadAt) > 2*time.Second {
 				settled["before"]++
 				if m == "dt" && r == "champion" {
